@@ -1,0 +1,5 @@
+"""`python -m crystaldb` is the same as the `crystaldb` command."""
+
+from crystaldb.cli import main
+
+main()

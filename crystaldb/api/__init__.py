@@ -1,0 +1,1 @@
+"""api layer: see README.md's layout."""

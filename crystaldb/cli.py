@@ -1,0 +1,228 @@
+"""The `crystaldb` command: thin wrappers that turn settings and arguments into library calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+import crystaldb
+from crystaldb.platform.cluster import describe_cluster
+from crystaldb.platform.database import Database, connect
+from crystaldb.platform.errors import CrystaldbError
+from crystaldb.platform.settings import Settings, load_settings
+from crystaldb.platform.store import ArtifactStore
+from crystaldb.schema import migrate
+from crystaldb.schema.inventory import count_rows
+
+app = typer.Typer(
+    help="crystaldb: crystal structures and their electronic properties, in PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="The database schema: migrate, inspect, locate.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."
+    ),
+) -> None:
+    """Configure logging once for every subcommand."""
+    level = {0: None, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(
+        level=level or load_settings().log_level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+
+
+def _database(settings: Settings) -> Database:
+    """Connect, telling the user when the embedded server is being started."""
+    if settings.database is None:
+        with console.status("Starting the embedded PostgreSQL..."):
+            return connect(settings)
+    return connect(settings)
+
+
+@contextmanager
+def _step(message: str) -> Iterator[None]:
+    """A spinner while a step runs, then a tick with its duration."""
+    start = time.perf_counter()
+    with console.status(f"{message}..."):
+        yield
+    console.print(f"[green]✓[/green] {message} ({time.perf_counter() - start:.1f} s)")
+
+
+# --- crystaldb db ----------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+) -> None:
+    """Apply schema migrations (safe to run again: it does nothing when up to date)."""
+    db = _database(load_settings())
+    before = migrate.status(db)
+    after = migrate.upgrade(db, revision)
+    if before.current == after.current:
+        console.print(f"schema already at {after.current} on {db.safe_url}")
+    else:
+        console.print(
+            f"schema upgraded {before.current or 'empty'} -> {after.current} on {db.safe_url}"
+        )
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help="Target revision; 'base' removes every table."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before dropping data."),
+) -> None:
+    """Undo schema migrations down to REVISION (drops the data of the tables it removes)."""
+    db = _database(load_settings())
+    if not yes:
+        typer.confirm(f"Downgrade {db.safe_url} to {revision}? Data may be lost", abort=True)
+    state = migrate.downgrade(db, revision)
+    console.print(f"schema now at {state.current or 'base (empty)'} on {db.safe_url}")
+
+
+@db_app.command("status")
+def db_status(
+    check: bool = typer.Option(False, "--check", help="Exit with status 1 if migrations wait."),
+) -> None:
+    """Show the schema revision of the database against the code's newest."""
+    db = _database(load_settings())
+    state = migrate.status(db)
+    console.print(f"database  {db.safe_url}", soft_wrap=True)
+    console.print(f"current   {state.current or 'empty (no migrations applied)'}")
+    console.print(f"head      {state.head}")
+    if state.up_to_date:
+        console.print("[green]up to date[/green]")
+    else:
+        console.print(f"[yellow]pending   {', '.join(state.pending)}[/yellow]")
+        console.print("run `crystaldb db upgrade` to apply them")
+        if check:
+            raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url(
+    show_password: bool = typer.Option(False, "--show-password", help="Print it unmasked."),
+) -> None:
+    """Print the database URL in use (starting the embedded server if that is the default)."""
+    db = _database(load_settings())
+    console.print(db.url.render_as_string(hide_password=not show_password), soft_wrap=True)
+
+
+@db_app.command("revision")
+def db_revision(
+    message: str = typer.Option(..., "-m", "--message", help="What the migration does."),
+) -> None:
+    """For developers: write a new migration from the difference between models and database."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    path = migrate.new_revision(db, message)
+    console.print(f"wrote {path}: review it, give it a working downgrade, and test the round trip")
+
+
+# --- crystaldb status / demo -----------------------------------------------------------------
+
+
+def collect_status(settings: Settings, db: Database) -> dict[str, Any]:
+    """Everything `crystaldb status` shows, as plain data (also its --json output)."""
+    state = migrate.status(db)
+    report: dict[str, Any] = {
+        "version": crystaldb.__version__,
+        "database": {
+            "url": db.safe_url,
+            "embedded": db.embedded,
+            "server_version": db.server_version(),
+            "schema": state.current,
+            "schema_head": state.head,
+            "up_to_date": state.up_to_date,
+        },
+        "cluster": describe_cluster(settings),
+        "store": ArtifactStore(settings.store_location).describe(),
+    }
+    report["counts"] = count_rows(db) if state.up_to_date else None
+    return report
+
+
+def render_status(report: dict[str, Any]) -> Table:
+    """A two-column table a person reads at a glance."""
+    database, cluster, store = report["database"], report["cluster"], report["store"]
+    table = Table(title=f"crystaldb {report['version']}", show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column(overflow="fold")
+    kind = "embedded PostgreSQL" if database["embedded"] else "PostgreSQL"
+    table.add_row("database", f"{kind} {database['server_version']}\n{database['url']}")
+    if database["up_to_date"]:
+        schema = f"{database['schema']} [green](up to date)[/green]"
+    else:
+        schema = (
+            f"{database['schema'] or 'empty'} [yellow](code needs {database['schema_head']}: "
+            "run `crystaldb db upgrade`)[/yellow]"
+        )
+    table.add_row("schema", schema)
+    if cluster["kind"] == "local":
+        table.add_row(
+            "cluster",
+            f"local: {cluster['workers']} worker processes x {cluster['threads_per_worker']} "
+            f"thread ({cluster['state']})",
+        )
+    else:
+        detail = f"{cluster.get('workers', '?')} workers" if "workers" in cluster else ""
+        table.add_row("cluster", f"{cluster['address']}: {cluster['state']} {detail}".strip())
+    table.add_row("store", f"{store['url']} ({store['entries']} entries)")
+    if report["counts"] is not None:
+        table.add_row("counts", "\n".join(f"{k:<16}{v:>10,}" for k, v in report["counts"].items()))
+    return table
+
+
+@app.command("status")
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the database, schema, cluster, artifact store and row counts."""
+    settings = load_settings()
+    report = collect_status(settings, _database(settings))
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(render_status(report))
+
+
+@app.command("demo")
+def demo() -> None:
+    """The main job: start the (embedded) database, migrate it, and show its status."""
+    settings = load_settings()
+    where = "the embedded PostgreSQL" if settings.database is None else "PostgreSQL"
+    with _step(f"Connected to {where}"):
+        db = connect(settings)
+    with _step("Schema migrated"):
+        migrate.upgrade(db)
+    console.print(render_status(collect_status(settings, db)))
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except CrystaldbError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(2)

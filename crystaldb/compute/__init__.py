@@ -1,0 +1,1 @@
+"""compute layer: see README.md's layout."""

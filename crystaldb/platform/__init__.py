@@ -1,0 +1,1 @@
+"""The runtime every layer shares: settings, database, Dask client, artifact store, provenance."""

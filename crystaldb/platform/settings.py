@@ -1,0 +1,157 @@
+"""The single settings object: environment variables, then an optional TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from crystaldb.platform.errors import ConfigError
+
+ENV_PREFIX = "CRYSTALDB_"
+CONFIG_ENV = "CRYSTALDB_CONFIG"
+
+
+def default_config_file() -> Path:
+    """Where the optional config file is looked for when CRYSTALDB_CONFIG is unset."""
+    return Path(user_config_dir("crystaldb")) / "config.toml"
+
+
+def parse_database_url(raw: str) -> URL:
+    """Accept any PostgreSQL URL and pin the psycopg 3 driver, refusing everything else."""
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError(
+            f"{raw!r} is not a database URL (expected postgresql://user@host:5432/dbname)"
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(
+            f"{url.render_as_string(hide_password=True)!r} is not a PostgreSQL URL: "
+            "crystaldb needs PostgreSQL (postgresql://user@host:5432/dbname)"
+        )
+    if not url.database:
+        raise ValueError(
+            f"{url.render_as_string(hide_password=True)!r} names no database "
+            "(expected postgresql://user@host:5432/dbname)"
+        )
+    return url.set(drivername="postgresql+psycopg")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, each field settable as CRYSTALDB_<FIELD> or in config.toml."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset means the embedded server under data_dir"
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("crystaldb")),
+        description="Embedded database, local artifact store and Dask scratch space",
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); unset means a local cluster"
+    )
+    dask_workers: int = Field(2, ge=1, le=512, description="Worker processes of the local cluster")
+    dask_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per local worker")
+    store_url: str | None = Field(
+        None, description="Artifact store: a directory or any fsspec URL; unset: data_dir/store"
+    )
+    log_level: str = Field("WARNING", description="Python logging level")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return parse_database_url(value).render_as_string(hide_password=False)
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _check_scheduler(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            scheme, rest = "tcp", value
+        if scheme not in {"tcp", "tls", "ucx", "inproc", "ws", "wss"} or ":" not in rest:
+            raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786)")
+        return f"{scheme}://{rest}"
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"{value!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments win, then the environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = config_file_path()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def database(self) -> URL | None:
+        """The configured server's URL, or None for the embedded default."""
+        return make_url(self.database_url) if self.database_url else None
+
+    @property
+    def store_location(self) -> str:
+        """The artifact store's root: the configured URL or a folder under data_dir."""
+        return self.store_url or str(self.data_dir / "store")
+
+
+def config_file_path() -> Path | None:
+    """The config file in force, refusing a CRYSTALDB_CONFIG that points nowhere."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named}: no such file")
+        return path
+    default = default_config_file()
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one line per bad field."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(err) for err in exc.errors())) from None
+    except (OSError, ValueError) as exc:  # a TOML file that does not parse
+        raise ConfigError(f"config file {config_file_path()}: {exc}") from None
+
+
+def _describe(err: Any) -> str:
+    """Name the field the way the user set it: the environment variable."""
+    field = str(err["loc"][0]) if err["loc"] else "settings"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting {field!r} in the config file"
+    return f"{ENV_PREFIX}{field.upper()}: {message}"

@@ -1,0 +1,94 @@
+"""The artifact store: Zarr v3 arrays and model weights under one root, local or any fsspec URL."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import zarr
+from fsspec.implementations.local import LocalFileSystem
+from zarr.storage import FsspecStore, LocalStore
+
+from crystaldb.platform.errors import ConfigError
+
+
+class ArtifactStore:
+    """Keys are relative paths ('kernels/3.zarr'); URIs are what the database records."""
+
+    def __init__(self, root: str) -> None:
+        try:
+            fs, path = fsspec.url_to_fs(root)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"CRYSTALDB_STORE_URL: cannot open {root!r}: {exc}") from None
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root = path.rstrip("/")
+        self.is_local = isinstance(fs, LocalFileSystem)
+        if self.is_local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def root_uri(self) -> str:
+        """The store's own root, as a path or URL."""
+        return self.root if self.is_local else self.fs.unstrip_protocol(self.root)
+
+    def uri(self, key: str) -> str:
+        """A URI that fsspec (and so every worker) can open."""
+        return f"{self.root_uri}/{_check_key(key)}"
+
+    def zarr_store(self, key: str, read_only: bool = False) -> LocalStore | FsspecStore:
+        """The Zarr store behind a key: native local I/O where possible, fsspec otherwise."""
+        if self.is_local:
+            return LocalStore(self.uri(key), read_only=read_only)
+        return FsspecStore.from_url(self.uri(key), read_only=read_only)
+
+    def create_array(
+        self, key: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any = "float64"
+    ) -> zarr.Array:
+        """A new chunked Zarr v3 array, filled with NaN so unwritten tiles are visible."""
+        fill = np.nan if np.dtype(dtype).kind == "f" else 0
+        return zarr.create_array(
+            store=self.zarr_store(key),
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=fill,
+            zarr_format=3,
+            overwrite=True,
+        )
+
+    def open_array(self, key: str, mode: str = "r") -> zarr.Array:
+        """An existing array, read-only unless asked otherwise."""
+        return zarr.open_array(store=self.zarr_store(key, read_only=mode == "r"), mode=mode)
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Write a blob (model weights) and return its sha256 for the database row."""
+        path = self.uri(key)
+        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
+        with self.fs.open(path, "wb") as handle:
+            handle.write(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a blob back."""
+        with self.fs.open(self.uri(key), "rb") as handle:
+            return bytes(handle.read())
+
+    def exists(self, key: str) -> bool:
+        """Whether a key holds anything."""
+        return bool(self.fs.exists(self.uri(key)))
+
+    def describe(self) -> dict[str, Any]:
+        """What `crystaldb status` shows about the store."""
+        entries = self.fs.ls(self.root, detail=False) if self.fs.exists(self.root) else []
+        return {"url": self.root_uri, "local": self.is_local, "entries": len(entries)}
+
+
+def _check_key(key: str) -> str:
+    """Keys stay inside the store: no absolute paths, no '..'."""
+    parts = Path(key).parts
+    if not key or key.startswith("/") or ".." in parts:
+        raise ValueError(f"artifact key {key!r} must be a relative path inside the store")
+    return key.strip("/")

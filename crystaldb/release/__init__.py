@@ -1,0 +1,1 @@
+"""release layer: see README.md's layout."""

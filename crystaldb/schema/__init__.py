@@ -1,0 +1,34 @@
+"""The tables: SQLAlchemy 2.0 typed models and the Alembic migrations that create them.
+
+This package is the only place that defines tables; every other layer imports them from here.
+"""
+
+from crystaldb.schema.base import Base
+from crystaldb.schema.descriptors import DescriptorSet, KernelMatrix
+from crystaldb.schema.graphs import GraphRecipe, QuotientGraph
+from crystaldb.schema.labels import Calculation, Label
+from crystaldb.schema.ml import Model, Prediction
+from crystaldb.schema.releases import Release, ReleaseMember
+from crystaldb.schema.runs import Run
+from crystaldb.schema.sources import IngestBatch, IngestReject, Source
+from crystaldb.schema.structures import ExternalId, Structure
+
+__all__ = [
+    "Base",
+    "Calculation",
+    "DescriptorSet",
+    "ExternalId",
+    "GraphRecipe",
+    "IngestBatch",
+    "IngestReject",
+    "KernelMatrix",
+    "Label",
+    "Model",
+    "Prediction",
+    "QuotientGraph",
+    "Release",
+    "ReleaseMember",
+    "Run",
+    "Source",
+    "Structure",
+]

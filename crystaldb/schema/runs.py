@@ -1,0 +1,100 @@
+"""Runs: one row per compute or ingest job, so provenance and failures are always visible."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crystaldb.platform.database import Database
+from crystaldb.platform.provenance import host_name, software_versions
+from crystaldb.schema.base import Base, created_at_column
+
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+
+class Run(Base):
+    """A job: what ran, with which parameters and software, where, when, and how it ended."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="running")
+    parameters: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    software: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    host: Mapped[str] = mapped_column(Text)
+    device: Mapped[str] = mapped_column(Text, server_default="cpu")
+    started_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in RUN_STATUSES) + ")", name="status"
+        ),
+        CheckConstraint(
+            "(status = 'running') = (finished_at IS NULL)", name="finished_when_not_running"
+        ),
+        Index("ix_runs_kind_started_at", "kind", "started_at"),
+    )
+
+
+@dataclass
+class RunHandle:
+    """What a job sees of its own run: the id to stamp on its outputs, and room for results."""
+
+    id: int
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def track_run(
+    db: Database, kind: str, parameters: dict[str, Any] | None = None, device: str = "cpu"
+) -> Iterator[RunHandle]:
+    """Open a `runs` row before the work and close it after, so a crash is a visible failure.
+
+    The row is committed in its own transaction before the job starts, so it survives
+    whatever the job's own transactions do; `results` are merged into its parameters.
+    """
+    with db.session() as session:
+        run = Run(
+            kind=kind,
+            parameters=parameters or {},
+            software=software_versions(),
+            host=host_name(),
+            device=device,
+        )
+        session.add(run)
+        session.flush()
+        handle = RunHandle(id=run.id)
+    try:
+        yield handle
+    except BaseException as exc:  # Ctrl-C and killed jobs must be recorded too
+        _finish(db, handle, "failed", _error_text(exc))
+        raise
+    _finish(db, handle, "succeeded", None)
+
+
+def _finish(db: Database, handle: RunHandle, status: str, error: str | None) -> None:
+    """Stamp the end of a run; results recorded by the job go into its parameters."""
+    with db.session() as session:
+        finished_at = session.scalar(select(func.now()))
+        run = session.get_one(Run, handle.id)
+        run.status, run.error, run.finished_at = status, error, finished_at
+        if handle.results:
+            run.parameters = {**run.parameters, **handle.results}
+
+
+def _error_text(exc: BaseException) -> str:
+    """The exception line first (what users read), then the innermost frames (what we debug)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    frames = traceback.format_exception(exc)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(frames[-6:])

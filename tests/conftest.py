@@ -1,0 +1,136 @@
+"""Shared fixtures: a real PostgreSQL database per test session, created and dropped here.
+
+The server is the embedded one (pgserver) unless CRYSTALDB_TEST_DATABASE_URL names another;
+tests marked `embedded` always use the embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL
+
+from crystaldb.platform.database import Database, connect
+from crystaldb.platform.embedded import embedded_url
+from crystaldb.platform.settings import Settings, load_settings, parse_database_url
+from crystaldb.schema import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_SERVER_ENV = "CRYSTALDB_TEST_DATABASE_URL"
+
+
+def _conninfo(url: URL) -> str:
+    """psycopg wants the plain postgresql:// form."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def embedded_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded server for the whole session, in a throwaway data directory."""
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded_data_dir: Path) -> URL:
+    """An administrative URL (database 'postgres') on the server the suite runs against."""
+    named = os.environ.get(TEST_SERVER_ENV)
+    if named:
+        return parse_database_url(named).set(database="postgres")
+    return embedded_url(embedded_data_dir, database="postgres")
+
+
+class DatabaseFactory:
+    """Creates uniquely named databases on the test server and drops them afterwards."""
+
+    def __init__(self, server: URL) -> None:
+        self.server = server
+        self.created: list[str] = []
+
+    def create(self, prefix: str = "crystaldb_test") -> URL:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(_conninfo(self.server), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.server.set(database=name)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(_conninfo(self.server), autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def databases(server_url: URL) -> Iterator[DatabaseFactory]:
+    """Every database a test session creates is dropped when it ends."""
+    factory = DatabaseFactory(server_url)
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer's CRYSTALDB_* variables or config file leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("CRYSTALDB_") and name != TEST_SERVER_ENV:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+@pytest.fixture(scope="session")
+def migrated_url(databases: DatabaseFactory) -> URL:
+    """A database migrated to head, shared by the tests that only read or add rows."""
+    url = databases.create()
+    db = connect(load_settings(database_url=_render(url)))
+    migrate.upgrade(db)
+    db.dispose()
+    return url
+
+
+def _render(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def settings(migrated_url: URL, tmp_path: Path) -> Settings:
+    """Settings pointing at the migrated test database, with a private data directory."""
+    return load_settings(database_url=_render(migrated_url), data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """The migrated test database."""
+    database = connect(settings)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def empty_db(databases: DatabaseFactory, tmp_path: Path) -> Iterator[Database]:
+    """A brand-new database with no tables, for migration tests."""
+    url = databases.create("crystaldb_empty")
+    database = connect(load_settings(database_url=_render(url), data_dir=tmp_path / "data"))
+    yield database
+    database.dispose()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `crystaldb` entry point in a child process, as a user would."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("CRYSTALDB_")}
+    child_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "crystaldb", *args],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        timeout=300,
+        check=False,
+    )

@@ -1,0 +1,124 @@
+"""The `crystaldb` command as a user runs it: real processes, real databases."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import typer.main
+from sqlalchemy.engine import URL
+
+from crystaldb.cli import app
+from tests.conftest import DatabaseFactory, run_cli
+
+
+def _url(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def _all_command_paths() -> list[list[str]]:
+    """Every subcommand, nested groups included."""
+    paths: list[list[str]] = []
+
+    def walk(command: object, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=" ".join)
+def test_every_subcommand_has_help(path: list[str]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://root@localhost/test", "is not a PostgreSQL URL"),
+        ("postgresql://postgres@127.0.0.1:{port}/crystaldb", "Connection refused"),
+        ("postgresql://postgres@localhost", "names no database"),
+    ],
+)
+def test_bad_database_url_is_one_clear_line_not_a_traceback(url: str, expected: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli("status", env={"CRYSTALDB_DATABASE_URL": url.format(port=port)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+    assert "CRYSTALDB_DATABASE_URL" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_db_upgrade_then_status(databases: DatabaseFactory, tmp_path: Path) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
+        "CRYSTALDB_DATA_DIR": str(tmp_path),
+    }
+    pending = run_cli("db", "status", "--check", env=env)
+    assert pending.returncode == 1
+    assert "pending" in pending.stdout and "crystaldb db upgrade" in pending.stdout
+
+    upgraded = run_cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "schema upgraded empty -> 0001" in upgraded.stdout
+    again = run_cli("db", "upgrade", env=env)
+    assert "schema already at 0001" in again.stdout
+
+    report = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert report["database"]["schema"] == report["database"]["schema_head"] == "0001"
+    assert report["database"]["embedded"] is False
+    assert report["counts"]["structures"] == 0
+    assert report["cluster"] == {
+        "kind": "local",
+        "workers": 2,
+        "threads_per_worker": 1,
+        "state": "started on demand",
+    }
+    assert report["store"]["url"] == str(tmp_path / "store")
+
+    down = run_cli("db", "downgrade", "base", "--yes", env=env)
+    assert down.returncode == 0 and "base (empty)" in down.stdout
+    assert run_cli("db", "status", "--check", env=env).returncode == 1
+
+
+def test_status_on_an_unmigrated_database_says_what_to_run(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
+        "CRYSTALDB_DATA_DIR": str(tmp_path),
+    }
+    result = run_cli("status", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "run `crystaldb db upgrade`" in result.stdout
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_demo_on_a_fresh_data_dir_gives_a_migrated_embedded_database(tmp_path: Path) -> None:
+    env = {"CRYSTALDB_DATA_DIR": str(tmp_path / "crystaldb")}
+    demo = run_cli("demo", env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert "Connected to the embedded PostgreSQL" in demo.stdout
+    assert "embedded PostgreSQL 16" in demo.stdout
+    assert "(up to date)" in demo.stdout
+    assert (tmp_path / "crystaldb" / "pgdata" / "PG_VERSION").is_file()
+
+    report = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert report["database"]["embedded"] is True
+    assert report["database"]["up_to_date"] is True
+    assert "pgdata" in report["database"]["url"]
+
+    url = run_cli("db", "url", env=env)
+    assert url.stdout.strip().startswith("postgresql+psycopg://postgres@/crystaldb?host=")
