@@ -8,14 +8,30 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 import crystaldb
+from crystaldb.ingest.pipeline import (
+    IngestSummary,
+    ingest_omdb_gap1,
+    ingest_paths,
+    reject_reasons,
+)
+from crystaldb.ingest.validate import Limits
 from crystaldb.platform.cluster import describe_cluster
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.errors import CrystaldbError
@@ -44,12 +60,10 @@ def _root(
     ),
 ) -> None:
     """Configure logging once for every subcommand."""
-    level = {0: None, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level or load_settings().log_level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
+    level = {0: None, 1: logging.INFO}.get(verbose, logging.DEBUG) or load_settings().log_level
+    handler = RichHandler(console=err_console, show_path=False)
+    handler.setLevel(level)  # libraries (Dask) set their own logger levels: filter here too
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 def _database(settings: Settings) -> Database:
@@ -140,6 +154,123 @@ def db_revision(
     console.print(f"wrote {path}: review it, give it a working downgrade, and test the round trip")
 
 
+# --- crystaldb ingest ------------------------------------------------------------------------
+
+
+@contextmanager
+def _ingest_progress() -> Iterator[tuple[Any, Any]]:
+    """A bar with files done, what became of them, and the rate."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[outcome]}"),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    start = time.perf_counter()
+    with progress:
+        task = progress.add_task("ingest", total=None, outcome="", rate="")
+
+        def on_total(total: int | None) -> None:
+            progress.update(task, total=total)
+
+        def on_progress(summary: IngestSummary) -> None:
+            c = summary.counts
+            rate = summary.files / max(time.perf_counter() - start, 1e-9)
+            progress.update(
+                task,
+                completed=summary.files,
+                outcome=(
+                    f"[green]{c.stored} stored[/green] {c.duplicates} duplicate "
+                    f"[red]{c.rejected} rejected[/red] {c.already_ingested} already in"
+                ),
+                rate=f"{rate:,.0f} files/s",
+            )
+
+        yield on_total, on_progress
+
+
+def _print_ingest_summary(db: Database, summary: IngestSummary) -> None:
+    """Totals, then the reasons inputs were refused, most common first."""
+    c = summary.counts
+    console.print(
+        f"batch {summary.batch_id} (run {summary.run_id}): {summary.files} inputs, "
+        f"{c.stored} structures stored, {c.duplicates} duplicates linked, "
+        f"{c.rejected} rejected, {c.already_ingested} already ingested"
+        + (f", {c.labels} labels" if c.labels else "")
+    )
+    if summary.ignored:
+        console.print(f"{summary.ignored} other files in the folders ignored (no structure files)")
+    reasons = reject_reasons(db, summary.batch_id)
+    if reasons:
+        table = Table("reason", "inputs", "example", title="rejected", title_justify="left")
+        for reason, count, example in reasons:
+            table.add_row(reason, str(count), example)
+        console.print(table)
+
+
+@app.command("ingest")
+def ingest(
+    paths: list[Path] = typer.Argument(
+        ..., help="Files, folders (searched recursively) or .zip / .tar.gz archives."
+    ),
+    fmt: str = typer.Option(
+        "auto",
+        "--format",
+        help="auto: by file suffix (.cif, .xyz, POSCAR, .json); omdb-gap1: a release folder.",
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="Database the files come from (e.g. cod): ids from their names."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local Dask worker processes [default: settings]."
+    ),
+    chunk_size: int = typer.Option(64, "--chunk-size", min=1, help="Files per task and commit."),
+    max_sites: int = typer.Option(500, "--max-sites", min=1, help="Refuse larger cells."),
+    min_distance: float = typer.Option(
+        0.5, "--min-distance", min=0.0, help="Refuse sites closer than this (angstrom)."
+    ),
+    symprec: float = typer.Option(0.1, "--symprec", min=1e-5, help="spglib tolerance (angstrom)."),
+) -> None:
+    """Load structures on Dask workers; safe to re-run: it resumes and never doubles."""
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    limits = Limits(max_sites=max_sites, min_distance=min_distance, symprec=symprec)
+    with _ingest_progress() as (on_total, on_progress):
+        if fmt == "omdb-gap1":
+            if len(paths) != 1:
+                raise typer.BadParameter("omdb-gap1 takes one release folder", param_hint="PATHS")
+            summary = ingest_omdb_gap1(
+                db,
+                settings,
+                paths[0],
+                limits=limits,
+                workers=workers,
+                on_progress=on_progress,
+                on_total=on_total,
+            )
+        elif fmt == "auto":
+            summary = ingest_paths(
+                db,
+                settings,
+                paths,
+                database=source,
+                limits=limits,
+                chunk_size=chunk_size,
+                workers=workers,
+                on_progress=on_progress,
+                on_total=on_total,
+            )
+        else:
+            raise typer.BadParameter(f"{fmt!r}: expected auto or omdb-gap1", param_hint="--format")
+    _print_ingest_summary(db, summary)
+
+
 # --- crystaldb status / demo -----------------------------------------------------------------
 
 
@@ -207,15 +338,29 @@ def status(
         console.print(render_status(report))
 
 
+SAMPLE = Path(__file__).parent / "data" / "sample"
+# The bundled sample's folders and the database their file names are ids of (None: COD ids
+# are recognised from names like 1000002.cif).
+SAMPLE_SOURCES = ((("cod", "malformed"), None), (("cofs",), "curated-cofs"))
+
+
 @app.command("demo")
 def demo() -> None:
-    """The main job: start the (embedded) database, migrate it, and show its status."""
+    """The main job: start the (embedded) database, migrate it, ingest the bundled sample."""
     settings = load_settings()
     where = "the embedded PostgreSQL" if settings.database is None else "PostgreSQL"
     with _step(f"Connected to {where}"):
         db = connect(settings)
     with _step("Schema migrated"):
         migrate.upgrade(db)
+    for folders, source in SAMPLE_SOURCES:
+        paths = [SAMPLE / folder for folder in folders]
+        console.print(f"Ingesting the bundled sample: {', '.join(folders)}")
+        with _ingest_progress() as (on_total, on_progress):
+            summary = ingest_paths(
+                db, settings, paths, database=source, on_progress=on_progress, on_total=on_total
+            )
+        _print_ingest_summary(db, summary)
     console.print(render_status(collect_status(settings, db)))
 
 

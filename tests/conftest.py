@@ -7,8 +7,10 @@ tests marked `embedded` always use the embedded server.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from crystaldb.platform.database import Database, connect
-from crystaldb.platform.embedded import embedded_url
+from crystaldb.platform.embedded import embedded_url, stop_embedded
 from crystaldb.platform.settings import Settings, load_settings, parse_database_url
 from crystaldb.schema import migrate
 
@@ -33,9 +35,16 @@ def _conninfo(url: URL) -> str:
 
 
 @pytest.fixture(scope="session")
-def embedded_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One embedded server for the whole session, in a throwaway data directory."""
-    return tmp_path_factory.mktemp("embedded")
+def embedded_data_dir() -> Iterator[Path]:
+    """One embedded server for the whole session, in a throwaway data directory.
+
+    Not under pytest's tmp_path: pytest deletes all but its three newest temporary folders,
+    which would pull the data directory from under a live server when test runs overlap.
+    """
+    path = Path(tempfile.mkdtemp(prefix="crystaldb-test-embedded-"))
+    yield path
+    stop_embedded(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

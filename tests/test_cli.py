@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import typer.main
 from sqlalchemy.engine import URL
 
 from crystaldb.cli import app
-from tests.conftest import DatabaseFactory, run_cli
+from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
 
 
 def _url(url: URL) -> str:
@@ -115,10 +116,66 @@ def test_demo_on_a_fresh_data_dir_gives_a_migrated_embedded_database(tmp_path: P
     assert "(up to date)" in demo.stdout
     assert (tmp_path / "crystaldb" / "pgdata" / "PG_VERSION").is_file()
 
+    batches = re.findall(
+        r"batch \d+ \(run \d+\): (\d+) inputs, (\d+) structures stored", demo.stdout
+    )
+    assert len(batches) == 2  # the bundled COD (+ malformed) sample, then the COFs
     report = json.loads(run_cli("status", "--json", env=env).stdout)
     assert report["database"]["embedded"] is True
     assert report["database"]["up_to_date"] is True
     assert "pgdata" in report["database"]["url"]
+    assert report["counts"]["structures"] == sum(int(stored) for _, stored in batches) > 0
+    assert report["counts"]["runs"] == 2
 
     url = run_cli("db", "url", env=env)
     assert url.stdout.strip().startswith("postgresql+psycopg://postgres@/crystaldb?host=")
+
+
+def test_ingest_command_reports_what_became_of_every_input(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
+        "CRYSTALDB_DATA_DIR": str(tmp_path),
+    }
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    folder = SHARED_DATA / "cif-malformed"
+    result = run_cli("ingest", str(folder), "--workers", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    cifs = len(list(folder.glob("*.cif")))
+    assert f"{cifs} inputs" in result.stdout
+    assert "other files in the folders ignored" in result.stdout  # descriptions.tsv
+    assert "parse_error" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["ingest", "/no/such/folder"], "ingest: /no/such/folder: no such file or folder"),
+        (["ingest", "--format", "mol2", "."], "expected auto or omdb-gap1"),
+    ],
+)
+def test_ingest_command_bad_arguments_are_one_clear_line(
+    databases: DatabaseFactory, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
+        "CRYSTALDB_DATA_DIR": str(tmp_path),
+    }
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_refuses_to_run_on_an_unmigrated_database(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
+        "CRYSTALDB_DATA_DIR": str(tmp_path),
+    }
+    result = run_cli("ingest", str(SHARED_DATA / "cod" / "1000002.cif"), env=env)
+    assert result.returncode == 2
+    assert "run `crystaldb db upgrade`" in result.stderr

@@ -21,6 +21,7 @@ SCHEDULER_TIMEOUT_S = 10
 @contextmanager
 def dask_client(settings: Settings, n_workers: int | None = None) -> Iterator[Client]:
     """Yield a client for the configured cluster; a local one lives only inside the block."""
+    import dask
     from distributed import Client, LocalCluster
 
     if settings.dask_scheduler:
@@ -34,7 +35,10 @@ def dask_client(settings: Settings, n_workers: int | None = None) -> Iterator[Cl
     scratch.mkdir(parents=True, exist_ok=True)
     workers = n_workers or settings.dask_workers
     log.info("starting a local Dask cluster with %d worker processes", workers)
+    # A task whose worker dies fails at once (KilledWorker) instead of killing two more
+    # workers: jobs isolate the culprit themselves (see ingest.pipeline).
     with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=settings.dask_threads_per_worker,

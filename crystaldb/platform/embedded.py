@@ -32,6 +32,13 @@ def embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> URL:
     return url.set(database=database)
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Let go of this process's handle; the server stops when no process holds one."""
+    server = _servers.pop((data_dir / "pgdata").resolve(), None)
+    if server is not None:
+        server.cleanup()
+
+
 def _start(pgdata: Path) -> Any:
     """pgserver ships the binaries in its wheel; 'stop' shuts the server when its users exit."""
     with warnings.catch_warnings():  # platformdirs warns about an unset XDG_RUNTIME_DIR

@@ -1,0 +1,512 @@
+"""Batch ingestion on Dask, builder-style: get items, process them on workers, update targets.
+
+The client walks the inputs (files, folders, .zip and .tar.gz archives) and ships their bytes
+in chunks to the workers, which parse and validate them (pure functions, no database); each
+finished chunk is written by the client in one transaction (`load.write_chunk`). At most a
+few chunks are in flight, so memory stays flat whatever the collection's size. A chunk whose
+worker dies (a segfault in native code) is split in two and retried until the one file that
+kills workers is isolated and refused with that reason: a crash costs one task, never the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from crystaldb.ingest.files import check_text, sha256_bytes
+from crystaldb.ingest.formats import parser_for
+from crystaldb.ingest.load import ChunkCounts, Entry, LabelSpec, write_chunk
+from crystaldb.ingest.omdb import BAND_GAP, read_omdb_gap1
+from crystaldb.ingest.process import validate_all
+from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, Rejection
+from crystaldb.ingest.validate import DEFAULT_LIMITS, Limits
+from crystaldb.platform.cluster import dask_client
+from crystaldb.platform.database import Database
+from crystaldb.platform.errors import CrystaldbError
+from crystaldb.platform.settings import Settings
+from crystaldb.schema import IngestBatch, IngestReject
+from crystaldb.schema.runs import track_run
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+CRASHED = "worker_crashed"
+
+# What the OMDB-GAP1 release states about how its band gaps were computed.
+OMDB_GAP1_LABELS = LabelSpec(
+    source_property=BAND_GAP,
+    property="band_gap",
+    unit="eV",
+    functional="PBE",
+    code="VASP",
+    parameters={
+        "pseudopotentials": "PAW",
+        "k_mesh": [6, 6, 6],
+        "k_mesh_type": "Gamma-centred",
+        "magnetic_moment_below_muB": 1e-4,
+    },
+    reference="OMDB-GAP1 v1.1 (Olsthoorn et al., Adv. Quantum Technol. 2019, 1900023)",
+)
+
+
+class IngestInputError(CrystaldbError):
+    """A path given to `crystaldb ingest` does not exist or cannot be read at all."""
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One input file's bytes, named as the user will see it (archive!member for members)."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest run did, for the progress bar, the run record and the final report."""
+
+    run_id: int
+    batch_id: int
+    files: int = 0
+    ignored: int = 0
+    counts: ChunkCounts = field(default_factory=ChunkCounts)
+
+    def as_dict(self) -> dict[str, int]:
+        """Flat numbers for the run record."""
+        return {"files": self.files, "ignored": self.ignored, **vars(self.counts)}
+
+
+Progress = Callable[[IngestSummary], None]
+
+
+# --- get items ---------------------------------------------------------------------------
+
+
+def is_archive(path: Path) -> bool:
+    """Archives are opened and their members ingested one by one."""
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def expand(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
+    """Inputs under the given paths, sorted, and how many other files the folders held.
+
+    A file named on the command line is always an input (refused if it is no structure
+    file); inside folders only structure files and archives are, so a README or LICENSE
+    beside the CIFs is counted as ignored rather than refused.
+    """
+    files: list[Path] = []
+    ignored = 0
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if not found.is_file() or any(p.startswith(".") for p in found.parts):
+                    continue
+                if is_archive(found) or parser_for(found) is not None:
+                    files.append(found)
+                else:
+                    ignored += 1
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise IngestInputError(f"ingest: {raw}: no such file or folder")
+    return [p.resolve() for p in files], ignored
+
+
+def count_inputs(files: Sequence[Path]) -> int | None:
+    """How many inputs there are, where that is cheap to know (None for .tar.gz)."""
+    total = 0
+    for path in files:
+        if not is_archive(path):
+            total += 1
+        elif path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                total += sum(1 for info in archive.infolist() if not info.is_dir())
+        else:
+            return None
+    return total
+
+
+def payloads(files: Sequence[Path], max_bytes: int) -> Iterator[Payload | Rejection]:
+    """Stream every input's bytes; oversized or unreadable inputs become rejections unread."""
+    for path in files:
+        if not is_archive(path):
+            yield _read_file(path, max_bytes)
+        elif path.name.lower().endswith(".zip"):
+            yield from _zip_members(path, max_bytes)
+        else:
+            yield from _tar_members(path, max_bytes)
+
+
+def _read_file(path: Path, max_bytes: int) -> Payload | Rejection:
+    """A plain file, checked for size before it is read."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return _too_large(str(path), size, max_bytes)
+        return Payload(str(path), path.read_bytes())
+    except OSError as exc:
+        return Rejection(str(path), None, Reason.PARSE_ERROR, f"{path}: cannot read: {exc}")
+
+
+def _zip_members(path: Path, max_bytes: int) -> Iterator[Payload | Rejection]:
+    """Members of a zip archive, in archive order."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = f"{path}!{info.filename}"
+                if info.file_size > max_bytes:
+                    yield _too_large(name, info.file_size, max_bytes)
+                else:
+                    yield Payload(name, archive.read(info))
+    except (OSError, zipfile.BadZipFile) as exc:
+        yield Rejection(str(path), None, Reason.PARSE_ERROR, f"{path}: broken zip archive: {exc}")
+
+
+def _tar_members(path: Path, max_bytes: int) -> Iterator[Payload | Rejection]:
+    """Members of a (compressed) tar archive, streamed in one sequential pass."""
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                name = f"{path}!{member.name}"
+                handle = archive.extractfile(member)
+                if member.size > max_bytes or handle is None:
+                    yield _too_large(name, member.size, max_bytes)
+                else:
+                    yield Payload(name, handle.read())
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        yield Rejection(str(path), None, Reason.PARSE_ERROR, f"{path}: broken tar archive: {exc}")
+
+
+def _too_large(name: str, size: int, max_bytes: int) -> Rejection:
+    return Rejection(
+        name,
+        None,
+        Reason.FILE_TOO_LARGE,
+        f"{name}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes",
+    )
+
+
+# --- process (on the workers) ------------------------------------------------------------
+
+
+def process_payloads(items: Sequence[Payload], limits: Limits, database: str | None) -> list[Entry]:
+    """Parse and validate a chunk of files; pure, so it runs on any worker."""
+    out: list[Entry] = []
+    with warnings.catch_warnings():  # readers' warnings are per file, not for the console
+        warnings.simplefilter("ignore")
+        for item in items:
+            out.extend(process_payload(item, limits, database))
+    return out
+
+
+def process_payload(item: Payload, limits: Limits, database: str | None) -> list[Entry]:
+    """One file's bytes to records or rejections; never raises for bad input."""
+    sha = sha256_bytes(item.data)
+    parser = parser_for(item.name)
+    if parser is None:
+        message = f"{item.name}: not a structure file crystaldb reads (.cif, .xyz, POSCAR, .json)"
+        return [Rejection(item.name, None, Reason.UNSUPPORTED_FORMAT, message, sha)]
+    try:
+        text = check_text(item.data, item.name)
+    except Exception as exc:  # IngestError from the checks
+        reason = getattr(exc, "reason", Reason.PARSE_ERROR)
+        return [Rejection(item.name, None, str(reason), str(exc), sha)]
+    return validate_all(parser(text, item.name, sha, database), limits)
+
+
+def validate_parsed(items: Sequence[ParsedStructure], limits: Limits) -> list[Entry]:
+    """Validation only, for readers that parse a whole dataset at once (OMDB-GAP1)."""
+    return validate_all(list(items), limits)
+
+
+# --- update targets ----------------------------------------------------------------------
+
+
+def ingest_paths(
+    db: Database,
+    settings: Settings,
+    paths: Sequence[str | Path],
+    *,
+    database: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    on_progress: Progress | None = None,
+    on_total: Callable[[int | None], None] | None = None,
+) -> IngestSummary:
+    """Ingest files, folders and archives of structure files into the database."""
+    files, ignored = expand(paths)
+    if on_total is not None:
+        on_total(count_inputs(files))
+    parameters = {
+        "paths": [str(p) for p in paths],
+        "database": database,
+        "limits": vars_of(limits),
+        "chunk_size": chunk_size,
+        "ignored_files": ignored,
+    }
+    stream = payloads(files, limits.max_file_bytes)
+
+    def submit(client: Client, chunk: list[Payload]) -> Future:
+        return client.submit(process_payloads, chunk, limits, database, pure=False)
+
+    summary = run_batch(
+        db, settings, parameters, database, stream, submit, chunk_size, workers, None, on_progress
+    )
+    summary.ignored = ignored
+    return summary
+
+
+def ingest_parsed(
+    db: Database,
+    settings: Settings,
+    entries: Iterable[ParsedStructure | Rejection],
+    parameters: dict[str, Any],
+    *,
+    database: str | None,
+    labels: LabelSpec | None,
+    limits: Limits = DEFAULT_LIMITS,
+    chunk_size: int = 256,
+    workers: int | None = None,
+    on_progress: Progress | None = None,
+) -> IngestSummary:
+    """Ingest already-parsed entries (a dataset layout read whole), validating on workers."""
+
+    def submit(client: Client, chunk: list[ParsedStructure]) -> Future:
+        return client.submit(validate_parsed, chunk, limits, pure=False)
+
+    return run_batch(
+        db,
+        settings,
+        {**parameters, "limits": vars_of(limits)},
+        database,
+        entries,
+        submit,
+        chunk_size,
+        workers,
+        labels,
+        on_progress,
+    )
+
+
+def ingest_omdb_gap1(
+    db: Database,
+    settings: Settings,
+    directory: str | Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    workers: int | None = None,
+    on_progress: Progress | None = None,
+    on_total: Callable[[int | None], None] | None = None,
+) -> IngestSummary:
+    """Load a folder in the OMDB-GAP1 layout, its band gaps stored as PBE labels."""
+    try:
+        entries = read_omdb_gap1(directory)
+    except IngestError as exc:
+        raise IngestInputError(f"ingest --format omdb-gap1: {exc.message}") from None
+    if on_total is not None:
+        on_total(len(entries))
+    parameters = {"paths": [str(directory)], "format": "omdb-gap1", "database": "cod"}
+    return ingest_parsed(
+        db,
+        settings,
+        entries,
+        parameters,
+        database="cod",
+        labels=OMDB_GAP1_LABELS,
+        limits=limits,
+        workers=workers,
+        on_progress=on_progress,
+    )
+
+
+def run_batch(
+    db: Database,
+    settings: Settings,
+    parameters: dict[str, Any],
+    database: str | None,
+    stream: Iterable[Any],
+    submit: Callable[[Client, list[Any]], Future],
+    chunk_size: int,
+    workers: int | None,
+    labels: LabelSpec | None,
+    on_progress: Progress | None,
+) -> IngestSummary:
+    """The shared loop: a run record, a batch row, a bounded window of chunks on Dask.
+
+    `submit` turns a chunk of inputs into a Dask future of entries; the readers above are the
+    usual ones, and tests hand in their own.
+    """
+    with track_run(db, "ingest", parameters) as run:
+        batch_id = _open_batch(db, run.id, database, parameters)
+        summary = IngestSummary(run_id=run.id, batch_id=batch_id)
+        try:
+            with dask_client(settings, n_workers=workers) as client:
+                window = 2 * max(1, len(client.scheduler_info()["workers"]))
+                _drive(db, client, stream, submit, chunk_size, window, summary, labels, on_progress)
+        finally:
+            run.results.update(summary.as_dict())
+            _close_batch(db, batch_id)
+    return summary
+
+
+def _drive(
+    db: Database,
+    client: Client,
+    stream: Iterable[Any],
+    submit: Callable[[Client, list[Any]], Future],
+    chunk_size: int,
+    window: int,
+    summary: IngestSummary,
+    labels: LabelSpec | None,
+    on_progress: Progress | None,
+) -> None:
+    """Keep `window` chunks in flight; write each as it finishes; split chunks that crash."""
+    from distributed import as_completed
+
+    chunks = _chunks(stream, chunk_size)
+    in_flight: dict[Future, list[Any]] = {}
+    queue = as_completed()
+
+    def feed() -> None:
+        while len(in_flight) < window:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            ready = [item for item in chunk if isinstance(item, Rejection)]
+            work = [item for item in chunk if not isinstance(item, Rejection)]
+            if ready:  # refused before any parsing (oversized, unreadable): write directly
+                _record(db, summary, ready, len(ready), labels, on_progress)
+            if work:
+                future = submit(client, work)
+                in_flight[future] = work
+                queue.add(future)
+
+    feed()
+    for future in queue:
+        work = in_flight.pop(future)
+        try:
+            entries: list[Entry] = future.result()
+        except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
+            entries = _split_or_quarantine(client, submit, work, exc, queue, in_flight)
+            if not entries:
+                continue
+        _record(db, summary, entries, _files_in(work), labels, on_progress)
+        feed()
+
+
+def _split_or_quarantine(
+    client: Client,
+    submit: Callable[[Client, list[Any]], Future],
+    work: list[Any],
+    exc: Exception,
+    queue: Any,
+    in_flight: dict[Future, list[Any]],
+) -> list[Entry]:
+    """Bisect a failed chunk; a single input that still fails is refused with the cause."""
+    if len(work) > 1:
+        half = len(work) // 2
+        for part in (work[:half], work[half:]):
+            future = submit(client, part)
+            in_flight[future] = part
+            queue.add(future)
+        return []
+    item = work[0]
+    if isinstance(item, Payload):
+        name, entry, sha = item.name, None, sha256_bytes(item.data)
+    else:  # a ParsedStructure from a dataset reader
+        name, entry, sha = str(item.path), item.entry, item.sha256
+    log.warning("quarantined %s: %s", name, exc)
+    return [
+        Rejection(
+            name,
+            entry,
+            CRASHED,
+            f"{name}: processing it killed the worker or failed outside the readers "
+            f"({type(exc).__name__}: {exc}); quarantined so the batch could go on",
+            sha,
+        )
+    ]
+
+
+def _files_in(work: Sequence[Any]) -> int:
+    """Payloads are files; parsed entries of one dataset count as one input each."""
+    return len(work)
+
+
+def _record(
+    db: Database,
+    summary: IngestSummary,
+    entries: Sequence[Entry],
+    files: int,
+    labels: LabelSpec | None,
+    on_progress: Progress | None,
+) -> None:
+    counts = write_chunk(db, summary.batch_id, entries, labels, files=files)
+    summary.files += files
+    summary.counts.add(counts)
+    if on_progress is not None:
+        on_progress(summary)
+
+
+def _chunks(stream: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Fixed-size lists from a stream, without reading ahead more than one chunk."""
+    chunk: list[Any] = []
+    for item in stream:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _open_batch(db: Database, run_id: int, database: str | None, parameters: dict[str, Any]) -> int:
+    """The batch row exists (committed) before any chunk is written."""
+    with db.session() as session:
+        batch = IngestBatch(
+            run_id=run_id, source_database=database, paths=parameters.get("paths", [])
+        )
+        session.add(batch)
+        session.flush()
+        return batch.id
+
+
+def _close_batch(db: Database, batch_id: int) -> None:
+    with db.session() as session:
+        session.execute(
+            update(IngestBatch).where(IngestBatch.id == batch_id).values(finished_at=func.now())
+        )
+
+
+def vars_of(limits: Limits) -> dict[str, Any]:
+    """A dataclass's fields as JSON-ready values, for the run record."""
+    return {name: getattr(limits, name) for name in limits.__dataclass_fields__}
+
+
+def reject_reasons(db: Database, batch_id: int) -> list[tuple[str, int, str]]:
+    """Why a batch's inputs were refused: reason, count and one example message."""
+    query = (
+        select(IngestReject.reason, func.count(), func.min(IngestReject.message))
+        .where(IngestReject.batch_id == batch_id)
+        .group_by(IngestReject.reason)
+        .order_by(func.count().desc(), IngestReject.reason)
+    )
+    with db.session() as session:
+        return [(str(r), int(n), str(m)) for r, n, m in session.execute(query)]
