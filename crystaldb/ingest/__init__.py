@@ -19,7 +19,7 @@ from crystaldb.ingest.records import (
     Rejection,
     StructureRecord,
 )
-from crystaldb.ingest.symmetry import Symmetry, analyze, crystal_system, fingerprint
+from crystaldb.ingest.symmetry import Symmetry, crystal_system, describe
 from crystaldb.ingest.validate import DEFAULT_LIMITS, Limits, validate
 
 __all__ = [
@@ -32,9 +32,8 @@ __all__ = [
     "Rejection",
     "StructureRecord",
     "Symmetry",
-    "analyze",
     "crystal_system",
-    "fingerprint",
+    "describe",
     "parse_cif_text",
     "process_file",
     "process_omdb_gap1",

@@ -83,7 +83,7 @@ def type_keys(numbers: np.ndarray, occupancies: np.ndarray | None = None) -> np.
     return keys
 
 
-def analyze(
+def describe(
     lattice: np.ndarray,
     frac_coords: np.ndarray,
     numbers: np.ndarray,
@@ -91,9 +91,15 @@ def analyze(
     symprec: float,
     angle_tolerance: float = -1.0,
     occupancies: np.ndarray | None = None,
-) -> Symmetry:
-    """Space group number, Hermann-Mauguin symbol and crystal system at `symprec`."""
+) -> tuple[Symmetry, str]:
+    """Space group and fingerprint together, from one checked spglib cell (what ingest uses)."""
     cell = _cell(lattice, frac_coords, type_keys(numbers, occupancies))
+    return _space_group(cell, symprec, angle_tolerance), _fingerprint(
+        cell, symprec, angle_tolerance
+    )
+
+
+def _space_group(cell: tuple[Any, ...], symprec: float, angle_tolerance: float) -> Symmetry:
     dataset = _call(
         spglib.get_symmetry_dataset, cell, symprec=symprec, angle_tolerance=angle_tolerance
     )
@@ -101,17 +107,7 @@ def analyze(
     return Symmetry(number, str(dataset.international), crystal_system(number), symprec)
 
 
-def fingerprint(
-    lattice: np.ndarray,
-    frac_coords: np.ndarray,
-    numbers: np.ndarray,
-    *,
-    symprec: float,
-    angle_tolerance: float = -1.0,
-    occupancies: np.ndarray | None = None,
-) -> str:
-    """A 64-character dedup key of the structure (see the module docstring for the rules)."""
-    cell = _cell(lattice, frac_coords, type_keys(numbers, occupancies))
+def _fingerprint(cell: tuple[Any, ...], symprec: float, angle_tolerance: float) -> str:
     prim_lattice, prim_frac, prim_types = _call(
         spglib.standardize_cell,
         cell,

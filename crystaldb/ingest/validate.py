@@ -47,7 +47,7 @@ from crystaldb.ingest.records import (
     Rejection,
     StructureRecord,
 )
-from crystaldb.ingest.symmetry import SymmetryError, analyze, fingerprint
+from crystaldb.ingest.symmetry import SymmetryError, describe
 
 _LAST_ELEMENT = 118
 _MIN_VECTOR = 1e-3  # angstrom
@@ -177,15 +177,7 @@ def _record(
 ) -> StructureRecord:
     """Derive the `structures` columns of a structure that passed every check."""
     try:
-        sym = analyze(
-            parsed.lattice,
-            parsed.frac_coords,
-            parsed.numbers,
-            symprec=limits.symprec,
-            angle_tolerance=limits.angle_tolerance,
-            occupancies=occupancies,
-        )
-        key = fingerprint(
+        sym, key = describe(
             parsed.lattice,
             parsed.frac_coords,
             parsed.numbers,

@@ -19,9 +19,8 @@ from crystaldb.ingest import (
     ParsedStructure,
     Rejection,
     StructureRecord,
-    analyze,
     crystal_system,
-    fingerprint,
+    describe,
     process_file,
     read_file,
 )
@@ -47,12 +46,12 @@ def structure_of(path: Path) -> Structure:
 
 def key(structure: Structure) -> str:
     """Fingerprint of a pymatgen Structure."""
-    return fingerprint(
+    return describe(
         structure.lattice.matrix,
         structure.frac_coords,
         np.array(structure.atomic_numbers),
         symprec=SYMPREC,
-    )
+    )[1]
 
 
 def as_structure(record: StructureRecord) -> Structure:
@@ -100,11 +99,11 @@ def test_symprec_is_honoured(cod: Path) -> None:
     structure = structure_of(path)
     args = (structure.lattice.matrix, structure.frac_coords, np.array(structure.atomic_numbers))
     for symprec in (1e-3, 0.1):
-        ours = analyze(*args, symprec=symprec)
+        ours = describe(*args, symprec=symprec)[0]
         sga = SpacegroupAnalyzer(structure, symprec=symprec)
         assert ours.number == sga.get_space_group_number()
         assert ours.symprec == symprec
-    assert analyze(*args, symprec=1e-3).number == declared_number(path)
+    assert describe(*args, symprec=1e-3)[0].number == declared_number(path)
 
 
 def test_crystal_system_at_every_boundary() -> None:
@@ -228,7 +227,7 @@ def test_symmetry_refuses_non_finite_input_instead_of_crashing(cod: Path) -> Non
     frac = structure.frac_coords.copy()
     frac[0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
-        analyze(structure.lattice.matrix, frac, np.array(structure.atomic_numbers), symprec=0.1)
+        describe(structure.lattice.matrix, frac, np.array(structure.atomic_numbers), symprec=0.1)
 
 
 def test_rejection_is_not_a_record(cod: Path) -> None:
