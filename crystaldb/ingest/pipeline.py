@@ -11,6 +11,7 @@ kills workers is isolated and refused with that reason: a crash costs one task, 
 from __future__ import annotations
 
 import logging
+import os
 import tarfile
 import warnings
 import zipfile
@@ -121,7 +122,7 @@ def expand(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
             files.append(path)
         else:
             raise IngestInputError(f"ingest: {raw}: no such file or folder")
-    return [p.resolve() for p in files], ignored
+    return [Path(os.path.abspath(p)) for p in files], ignored  # normalised, links kept
 
 
 def count_inputs(files: Sequence[Path]) -> int | None:
