@@ -37,6 +37,9 @@ from crystaldb.platform.database import Database, connect
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings, load_settings
 from crystaldb.platform.store import ArtifactStore
+from crystaldb.release.create import create_release, find_release, list_releases, member_counts
+from crystaldb.release.export import export_release
+from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema import migrate
 from crystaldb.schema.inventory import count_rows
 
@@ -48,6 +51,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema: migrate, inspect, locate.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+release_app = typer.Typer(
+    help="Versioned, immutable dataset releases: create, export, list, show, diff.",
+    no_args_is_help=True,
+)
+app.add_typer(release_app, name="release")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -269,6 +277,112 @@ def ingest(
         else:
             raise typer.BadParameter(f"{fmt!r}: expected auto or omdb-gap1", param_hint="--format")
     _print_ingest_summary(db, summary)
+
+
+# --- crystaldb release -----------------------------------------------------------------------
+
+
+def _release_ref(text: str, version: str | None = None) -> tuple[str, str | None]:
+    """NAME or NAME:VERSION (an explicit --version wins)."""
+    name, _, inline = text.partition(":")
+    return name, version or inline or None
+
+
+@release_app.command("create")
+def release_create(
+    name: str = typer.Argument(..., help="Release name, e.g. omdb-gap1."),
+    version: str = typer.Option(..., "--version", help="Version; name+version is never reused."),
+    where: str | None = typer.Option(
+        None, "--where", help='Filter, e.g. "elements has all C, H and nsites <= 208".'
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="Freeze this label, PROPERTY:FUNCTIONAL, e.g. band_gap:PBE."
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="ordered:N,M | random:F,F,F:SEED | kfold:K:SEED | group-by:FIELD[:F,F,F[:SEED]]",
+    ),
+    description: str | None = typer.Option(None, "--description", help="Free text."),
+) -> None:
+    """Freeze the structures a filter selects (and their labels) as an immutable release."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    release_id = create_release(
+        db, name, version, where=where, label=label, split=split, description=description
+    )
+    counts = member_counts(db, release_id)
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {split_name}" for split_name, n in counts.items())
+    console.print(f"release {name} {version} (id {release_id}): {total} members ({parts})")
+
+
+@release_app.command("export")
+def release_export(
+    name: str = typer.Argument(..., help="NAME or NAME:VERSION (default: the newest version)."),
+    fmt: str = typer.Option(
+        "omdb-gap1", "--format", help="omdb-gap1 | extxyz | matbench | optimade-jsonl | parquet"
+    ),
+    out: Path = typer.Option(..., "--out", help="A folder that does not exist or is empty."),
+    version: str | None = typer.Option(None, "--version", help="Version to export."),
+) -> None:
+    """Write a release to a folder, with manifest.json and plots; same release, same bytes."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    release = find_release(db, *_release_ref(name, version))
+    with console.status(f"Exporting {release.name} {release.version} as {fmt}..."):
+        data = load_release(db, release)
+        files = export_release(data, fmt, out)
+    console.print(f"wrote {len(files)} files to {out}:")
+    for path in files:
+        console.print(f"  {path.name:<28}{path.stat().st_size:>12,} bytes")
+
+
+@release_app.command("list")
+def release_list() -> None:
+    """Every release with its version, size and split."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    table = Table("name", "version", "members", "split", "label", "where", "created")
+    for release in list_releases(db):
+        counts = member_counts(db, release.id)
+        table.add_row(
+            release.name,
+            release.version,
+            str(sum(counts.values())),
+            release.split_spec or "-",
+            ":".join(release.label_spec.values()) or "-",
+            release.query or "-",
+            f"{release.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+@release_app.command("diff")
+def release_diff(
+    a: str = typer.Argument(..., help="NAME:VERSION of the older release."),
+    b: str = typer.Argument(..., help="NAME:VERSION of the newer release."),
+) -> None:
+    """What B added, removed, relabelled and moved between splits, relative to A."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    old, new = find_release(db, *_release_ref(a)), find_release(db, *_release_ref(b))
+    diff = diff_releases(db, old, new)
+    console.print(
+        f"{old.name} {old.version} -> {new.name} {new.version}: {len(diff.added)} added, "
+        f"{len(diff.removed)} removed, {len(diff.relabelled)} relabelled, "
+        f"{len(diff.moved)} moved between splits"
+    )
+    for title, rows in (("added", diff.added), ("removed", diff.removed)):
+        if rows:
+            console.print(
+                f"{title}: structures {', '.join(map(str, rows[:20]))}"
+                + (" ..." if len(rows) > 20 else "")
+            )
+    for sid, before, after in diff.relabelled[:20]:
+        console.print(f"relabelled: structure {sid}: {before} -> {after}")
+    for sid, before_split, after_split in diff.moved[:20]:
+        console.print(f"moved: structure {sid}: {before_split} -> {after_split}")
 
 
 # --- crystaldb status / demo -----------------------------------------------------------------
