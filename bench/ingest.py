@@ -22,14 +22,14 @@ import warnings
 from pathlib import Path
 
 import psycopg
+from common import drop_database, fresh_database  # bench/common.py
 from pymatgen.io.cif import CifParser
 from sqlalchemy import text
 
 from crystaldb.ingest.cif import parse_cif_text
 from crystaldb.ingest.pipeline import ingest_paths
 from crystaldb.platform.database import connect
-from crystaldb.platform.embedded import embedded_url
-from crystaldb.platform.settings import load_settings, parse_database_url
+from crystaldb.platform.settings import load_settings
 from crystaldb.schema import Structure, migrate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,16 +94,6 @@ def naive(files: list[Path], url: str) -> float:
             )
             conn.commit()
     return len(files) / (time.perf_counter() - start)
-
-
-def fresh_database(server: str | None, data_dir: Path) -> str:
-    """A new empty database on the chosen server; its URL."""
-    base = parse_database_url(server) if server else embedded_url(data_dir, "postgres")
-    name = f"crystaldb_bench_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def peak_rss_mb() -> float:
@@ -174,6 +164,7 @@ def main() -> None:
             "the end-to-end run"
         )
         db.dispose()
+        drop_database(url)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

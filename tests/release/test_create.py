@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crystaldb.release.export import export_release
-from crystaldb.schema.filters import FilterError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +16,7 @@ from crystaldb.ingest.pipeline import ingest_omdb_gap1, ingest_paths
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import Settings, load_settings
 from crystaldb.release.create import ReleaseError, create_release, find_release
+from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.release.splits import SplitError
 from crystaldb.schema import (
@@ -28,6 +27,7 @@ from crystaldb.schema import (
     Structure,
     migrate,
 )
+from crystaldb.schema.filters import FilterError
 from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
 
 pytestmark = pytest.mark.slow
