@@ -385,6 +385,23 @@ def release_diff(
         console.print(f"moved: structure {sid}: {before_split} -> {after_split}")
 
 
+# --- crystaldb serve -------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve the GraphQL API (GraphiQL in the browser at /graphql, health at /health)."""
+    from crystaldb.api.server import serve as run_server  # the API's imports cost a second
+
+    db = _database(load_settings())
+    migrate.require_current(db)
+    console.print(f"GraphQL API on http://{host}:{port}/graphql (Ctrl-C stops it)")
+    run_server(db, host=host, port=port)
+
+
 # --- crystaldb status / demo -----------------------------------------------------------------
 
 

@@ -129,6 +129,7 @@ STRUCTURES_COLUMNS: tuple[str, ...] = (
     "volume",
     "density",
     "fingerprint",
+    "flags",
 )
 
 
@@ -168,7 +169,9 @@ class StructureRecord:
 
     def structures_row(self) -> dict[str, Any]:
         """The values for one `structures` row, keyed by column name, ready for COPY."""
-        return {name: getattr(self, name) for name in STRUCTURES_COLUMNS}
+        row = {name: getattr(self, name) for name in STRUCTURES_COLUMNS}
+        row["flags"] = list(self.flags)  # a text[] column
+        return row
 
     @property
     def where(self) -> str:

@@ -94,8 +94,10 @@ def differences(db: Database) -> list[Any]:
 
 def new_revision(db: Database, message: str, autogenerate: bool = True) -> str:
     """Write a new migration file from the difference between models and database."""
+    head = status(db).head
+    rev_id = f"{int(head) + 1:04d}" if head.isdigit() else None  # 0001, 0002, ...
     with _bound(db) as config:
-        script = command.revision(config, message=message, autogenerate=autogenerate)
+        script = command.revision(config, message=message, autogenerate=autogenerate, rev_id=rev_id)
     if isinstance(script, list):
         script = script[0]
     assert script is not None

@@ -59,6 +59,8 @@ class Structure(Base):
     volume: Mapped[float] = mapped_column(Double)
     density: Mapped[float] = mapped_column(Double)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    # Quality notes from reading and checking, e.g. organic_without_hydrogen, pymatgen_fallback.
+    flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     created_at: Mapped[datetime] = created_at_column()
 
     __table_args__ = (

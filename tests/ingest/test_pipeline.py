@@ -425,3 +425,28 @@ def test_sha256_of_sources_is_the_files_content_hash(fresh: tuple[Settings, Data
     with db.session() as session:
         sha = session.scalar(select(Source.sha256))
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_quality_flags_are_stored_with_the_structure(fresh: tuple[Settings, Database]) -> None:
+    from crystaldb.ingest.process import process_file
+    from crystaldb.ingest.records import StructureRecord
+
+    settings, db = fresh
+    ingest_paths(db, settings, [COD], chunk_size=32)
+    expected = {
+        record.path: sorted(record.flags)
+        for path in sorted(COD.glob("*.cif"))
+        for record in process_file(path)
+        if isinstance(record, StructureRecord)
+    }
+    with db.session() as session:
+        stored = {
+            path: sorted(flags)
+            for path, flags in session.execute(
+                select(Source.path, Structure.flags)
+                .join(Structure, Structure.id == Source.structure_id)
+                .where(Source.duplicate.is_(False))
+            )
+        }
+    assert stored == {path: flags for path, flags in expected.items() if path in stored}
+    assert any("organic_without_hydrogen" in flags for flags in stored.values())
