@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import func, select, text
 
 import crystaldb
+from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.database import Database
 from crystaldb.release.records import Member, ReleaseData
 from crystaldb.schema import Calculation, ExternalId, Label, Release, ReleaseMember, Structure
@@ -46,14 +47,14 @@ def load_release(db: Database, release: Release) -> ReleaseData:
         .order_by(ReleaseMember.position)
     )
     with db.session() as session:
-        rows = session.execute(query).all()
-        label_unit, method = _label_method(db, release)
+        rows = numpy_rows(session, query)  # 10^6 atoms: arrays as NumPy, not Python floats
+    label_unit, method = _label_method(db, release)
     members = tuple(
         Member(
             position=position,
             structure_id=sid,
             split=split,
-            lattice=np.asarray(lattice, dtype=np.float64),
+            lattice=np.asarray(lattice, dtype=np.float64).reshape(3, 3),
             frac_coords=np.asarray(frac, dtype=np.float64).reshape(-1, 3),
             atomic_numbers=np.asarray(numbers, dtype=np.int64),
             reduced_formula=formula,
