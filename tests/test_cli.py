@@ -21,6 +21,11 @@ def _url(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _fresh_env(databases: DatabaseFactory, tmp_path: Path) -> dict[str, str]:
+    """Settings for a child process: a new empty database and a private data directory."""
+    return {"CRYSTALDB_DATABASE_URL": _url(databases.create()), "CRYSTALDB_DATA_DIR": str(tmp_path)}
+
+
 def _all_command_paths() -> list[list[str]]:
     """Every subcommand, nested groups included."""
     paths: list[list[str]] = []
@@ -64,10 +69,7 @@ def test_bad_database_url_is_one_clear_line_not_a_traceback(url: str, expected: 
 
 
 def test_db_upgrade_then_status(databases: DatabaseFactory, tmp_path: Path) -> None:
-    env = {
-        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
-        "CRYSTALDB_DATA_DIR": str(tmp_path),
-    }
+    env = _fresh_env(databases, tmp_path)
     pending = run_cli("db", "status", "--check", env=env)
     assert pending.returncode == 1
     assert "pending" in pending.stdout and "crystaldb db upgrade" in pending.stdout
@@ -99,10 +101,7 @@ def test_db_upgrade_then_status(databases: DatabaseFactory, tmp_path: Path) -> N
 def test_status_on_an_unmigrated_database_says_what_to_run(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    env = {
-        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
-        "CRYSTALDB_DATA_DIR": str(tmp_path),
-    }
+    env = _fresh_env(databases, tmp_path)
     result = run_cli("status", env=env)
     assert result.returncode == 0, result.stderr
     assert "run `crystaldb db upgrade`" in result.stdout
@@ -137,10 +136,7 @@ def test_demo_on_a_fresh_data_dir_gives_a_migrated_embedded_database(tmp_path: P
 def test_ingest_command_reports_what_became_of_every_input(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    env = {
-        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
-        "CRYSTALDB_DATA_DIR": str(tmp_path),
-    }
+    env = _fresh_env(databases, tmp_path)
     assert run_cli("db", "upgrade", env=env).returncode == 0
     folder = SHARED_DATA / "cif-malformed"
     result = run_cli("ingest", str(folder), "--workers", "1", env=env)
@@ -161,10 +157,7 @@ def test_ingest_command_reports_what_became_of_every_input(
 def test_ingest_command_bad_arguments_are_one_clear_line(
     databases: DatabaseFactory, tmp_path: Path, args: list[str], expected: str
 ) -> None:
-    env = {
-        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
-        "CRYSTALDB_DATA_DIR": str(tmp_path),
-    }
+    env = _fresh_env(databases, tmp_path)
     assert run_cli("db", "upgrade", env=env).returncode == 0
     result = run_cli(*args, env=env)
     assert result.returncode == 2
@@ -175,10 +168,53 @@ def test_ingest_command_bad_arguments_are_one_clear_line(
 def test_ingest_refuses_to_run_on_an_unmigrated_database(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    env = {
-        "CRYSTALDB_DATABASE_URL": _url(databases.create()),
-        "CRYSTALDB_DATA_DIR": str(tmp_path),
-    }
+    env = _fresh_env(databases, tmp_path)
     result = run_cli("ingest", str(SHARED_DATA / "cod" / "1000002.cif"), env=env)
     assert result.returncode == 2
     assert "run `crystaldb db upgrade`" in result.stderr
+
+
+def test_serve_answers_health_and_graphql_over_http(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CRYSTALDB_")},
+        **_fresh_env(databases, tmp_path),
+    }
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "crystaldb", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, "crystaldb serve exited"
+                assert time.monotonic() < deadline, "crystaldb serve did not come up"
+                time.sleep(0.3)
+        assert health.json() == {"status": "ok", "database": "ok"}
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "{ structures(filter: {nsites: {gte: 1}}) { totalCount } }"},
+            timeout=10,
+        ).json()
+        assert answer == {"data": {"structures": {"totalCount": 0}}}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

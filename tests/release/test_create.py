@@ -20,7 +20,6 @@ from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.release.splits import SplitError
 from crystaldb.schema import (
-    Calculation,
     Label,
     ReleaseMember,
     Source,
@@ -29,6 +28,7 @@ from crystaldb.schema import (
 )
 from crystaldb.schema.filters import FilterError
 from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
+from tests.sampledb import add_band_gap
 
 pytestmark = pytest.mark.slow
 
@@ -174,18 +174,7 @@ def test_diff_lists_added_removed_relabelled_and_moved(loaded: tuple[Settings, D
     with db.session() as session:  # a second functional for two structures
         structure_ids = [sid for sid, _, _ in _members(db, find_release(db, "d", "1").id)[:2]]
         for sid in structure_ids:
-            calc = Calculation(structure_id=sid, functional="HSE06", code="VASP")
-            session.add(calc)
-            session.flush()
-            session.add(
-                Label(
-                    calculation_id=calc.id,
-                    structure_id=sid,
-                    property="band_gap",
-                    value=9.5,
-                    unit="eV",
-                )
-            )
+            add_band_gap(session, sid, "HSE06", 9.5)
     create_release(db, "d", "2", where=where, label="band_gap:PBE")
     create_release(db, "d", "3", where=f"{where} and nsites < 120", label="band_gap:HSE06")
     v1, v2, v3 = (find_release(db, "d", v) for v in ("1", "2", "3"))

@@ -21,7 +21,6 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
 from crystaldb.ingest.load import LabelSpec, write_chunk
-from crystaldb.ingest.process import process_file
 from crystaldb.ingest.records import StructureRecord
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.errors import CrystaldbError
@@ -29,7 +28,6 @@ from crystaldb.platform.settings import load_settings
 from crystaldb.schema import (
     Calculation,
     ExternalId,
-    IngestBatch,
     Label,
     Release,
     ReleaseMember,
@@ -52,14 +50,13 @@ from crystaldb.schema.filters import (
     to_sql,
     where,
 )
-from crystaldb.schema.runs import track_run
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS
 from tests.conftest import SHARED_DATA, DatabaseFactory
 from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
+from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
-SEGFAULTS_SPGLIB = "1001614.cif"  # overlapping disordered sites: spglib 2.8 segfaults
 JARVIS = SHARED_DATA / "jarvis-sample"
 RELEASES = (("alpha", "1.0"), ("alpha", "2.0"), ("beta:x", "1"))  # a name may contain ':'
 SECOND_PBE_SHIFT = 3.0  # a second PBE calculation's gap, this much above the first
@@ -99,22 +96,6 @@ class Loaded:
         return {row.id for row in self.rows.values() if holds(node, row)}
 
 
-def _records(folder: Path, pattern: str, database: str | None = None) -> list[StructureRecord]:
-    """Validated structures of every matching file (refused entries dropped)."""
-    records = []
-    for path in sorted(folder.glob(pattern)):
-        if path.name != SEGFAULTS_SPGLIB:
-            records += [
-                r for r in process_file(path, database=database) if isinstance(r, StructureRecord)
-            ]
-    return records
-
-
-def _pbe_gap(record: StructureRecord) -> float:
-    """A deterministic stand-in band gap, spread over 0-6 eV."""
-    return round((record.density * 1.7 + record.nsites * 0.013) % 6.0, 3)
-
-
 def _jarvis_records() -> list[StructureRecord]:
     """The JARVIS sample with its real OptB88vdW gaps as a property, if the data is here."""
     table = JARVIS / "id_prop.csv"
@@ -122,7 +103,7 @@ def _jarvis_records() -> list[StructureRecord]:
         return []
     with table.open() as handle:
         gaps = {name: float(gap) for name, gap in csv.reader(handle)}
-    records = _records(JARVIS, "*.vasp")
+    records = valid_records(JARVIS, "*.vasp")
     return [
         replace(r, properties={"optb88vdw_gap": gaps[Path(r.path).name]})
         if Path(r.path).name in gaps
@@ -133,18 +114,15 @@ def _jarvis_records() -> list[StructureRecord]:
 
 def _store(db: Database) -> None:
     """Ingest the real files, with PBE labels on four COD structures in five."""
-    with track_run(db, "test") as run, db.session() as session:
-        batch = IngestBatch(run_id=run.id)
-        session.add(batch)
-        session.flush()
-        batch_id = batch.id
-    cod = _records(SAMPLE / "cod", "*.cif")
+    batch_id = open_batch(db)
+    cod = valid_records(SAMPLE / "cod", "*.cif")
     cod = [
-        replace(r, properties={"pbe_gap": _pbe_gap(r)}) if i % 5 else r for i, r in enumerate(cod)
+        replace(r, properties={"pbe_gap": stand_in_gap(r)}) if i % 5 else r
+        for i, r in enumerate(cod)
     ]
     pbe = LabelSpec("pbe_gap", "band_gap", "eV", "PBE", "VASP")
     write_chunk(db, batch_id, cod, labels=pbe)
-    write_chunk(db, batch_id, _records(SAMPLE / "cofs", "*.cif", database="curated-cofs"))
+    write_chunk(db, batch_id, valid_records(SAMPLE / "cofs", "*.cif", database="curated-cofs"))
     optb88 = LabelSpec("optb88vdw_gap", "band_gap", "eV", "OptB88vdW", "VASP")
     write_chunk(db, batch_id, _jarvis_records(), labels=optb88)
 
@@ -162,12 +140,12 @@ def _decorate(db: Database) -> tuple[int, int]:
             pbe[sid].append(value)
         for index, sid in enumerate(ids):
             if index % 3 == 0:
-                _label(session, sid, "HSE06", round(1.1 + index * 0.037 % 5, 3))
+                add_band_gap(session, sid, "HSE06", round(1.1 + index * 0.037 % 5, 3))
             if index % 7 == 0:
                 mp = ExternalId(database="mp", external_id=f"mp-{index * 3}", structure_id=sid)
                 session.add(mp)
         doubly = min(sid for sid, gaps in pbe.items() if len(gaps) == 1 and 1.0 < gaps[0] < 2.5)
-        _label(session, doubly, "PBE", pbe[doubly][0] + SECOND_PBE_SHIFT)
+        add_band_gap(session, doubly, "PBE", pbe[doubly][0] + SECOND_PBE_SHIFT)
         for number, (name, version) in enumerate(RELEASES):
             release = Release(name=name, version=version)
             session.add(release)
@@ -187,22 +165,6 @@ def _decorate(db: Database) -> tuple[int, int]:
         )
         null_spacegroup = session.execute(copy, {"id": ids[1]}).scalar_one()
     return null_spacegroup, doubly
-
-
-def _label(session: Any, structure_id: int, functional: str, value: float) -> None:
-    """One more calculation with its band gap label."""
-    calculation = Calculation(structure_id=structure_id, functional=functional, code="VASP")
-    session.add(calculation)
-    session.flush()
-    session.add(
-        Label(
-            calculation_id=calculation.id,
-            structure_id=structure_id,
-            property="band_gap",
-            value=value,
-            unit="eV",
-        )
-    )
 
 
 def _rows(db: Database) -> dict[int, Row]:

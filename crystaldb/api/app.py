@@ -1,0 +1,58 @@
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql and a health check at /health."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+
+from crystaldb.api.loaders import Context
+from crystaldb.api.schema import schema
+from crystaldb.platform.database import Database
+
+
+class _GraphQL(GraphQL[Context, None]):
+    """strawberry's ASGI view, with a fresh Context (and DataLoaders) per request."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.db = db
+
+    async def get_context(self, request: object, response: object) -> Context:
+        """New loaders for every request, so batches and caches never span requests."""
+        return Context(self.db)
+
+
+def _ping(db: Database) -> None:
+    """SELECT 1 on a pooled connection."""
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _health(db: Database) -> Route:
+    """GET /health: 200 when the database answers, 503 (no details) when it does not."""
+
+    async def health(request: Request) -> Response:
+        try:
+            await asyncio.to_thread(_ping, db)
+        except Exception:  # any failure means unhealthy; the details stay in the server
+            return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    return Route("/health", health, methods=["GET"])
+
+
+def create_app(db: Database) -> Starlette:
+    """The whole API for one database, ready for any ASGI server."""
+    graphql = _GraphQL(db)
+    routes = [
+        _health(db),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,120 @@
+"""Keyset pagination over structures: sort orders, opaque cursors, the page query."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import strawberry
+from sqlalchemy import ColumnElement, Executable, func, select, tuple_
+
+from crystaldb.api.errors import ApiError
+from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
+from crystaldb.schema.labels import Calculation, Label
+from crystaldb.schema.structures import Structure
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+@strawberry.enum(description="Order of structures; ties are broken by id in the same direction.")
+class StructureSort(Enum):
+    ID_ASC = "ID_ASC"
+    NSITES_ASC = "NSITES_ASC"
+    NSITES_DESC = "NSITES_DESC"
+    BAND_GAP_ASC = "BAND_GAP_ASC"
+    BAND_GAP_DESC = "BAND_GAP_DESC"
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The statements for one page: its rows (with the sort key last) and the total count."""
+
+    rows: Executable
+    count: Executable
+
+
+def check_first(first: int) -> int:
+    """The page size, or an error saying the allowed range."""
+    if not 1 <= first <= MAX_PAGE:
+        raise ApiError(
+            f"first must be between 1 and {MAX_PAGE}, got {first}: "
+            "ask for fewer and page on with `after: endCursor`"
+        )
+    return first
+
+
+def encode_cursor(sort: StructureSort, key: Any, structure_id: int) -> str:
+    """Opaque cursor: base64 of the sort, its key and the id of the last structure seen."""
+    raw = json.dumps([sort.value, key, structure_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str, sort: StructureSort) -> tuple[Any, int]:
+    """The sort key and id in a cursor made by encode_cursor for the same sort."""
+    try:
+        name, key, structure_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(
+            f"after: '{cursor}' is not a cursor from this API; use an endCursor"
+        ) from None
+    if name != sort.value or not isinstance(structure_id, int):
+        raise ApiError(f"after: the cursor was made for sort {name}; use the same sort, {name}")
+    if not isinstance(key, int | float | type(None)):
+        raise ApiError(f"after: '{cursor}' is not a cursor from this API; use an endCursor")
+    return key, structure_id
+
+
+def _gaps(functional: str) -> Any:
+    """Each structure's smallest band gap from this functional (no row when it has none)."""
+    return (
+        select(Label.structure_id.label("structure_id"), func.min(Label.value).label("gap"))
+        .join(Calculation, Calculation.id == Label.calculation_id)
+        .where(Label.property == "band_gap", Calculation.functional == functional)
+        .group_by(Label.structure_id)
+        .subquery("gaps")
+    )
+
+
+def page_query(
+    where: ColumnElement[bool],
+    sort: StructureSort,
+    first: int,
+    after: str | None,
+    functional: str = DEFAULT_FUNCTIONAL,
+) -> PageQuery:
+    """first + 1 rows after the cursor (one more tells whether there is a next page)."""
+    base = select(Structure.__table__)
+    if sort in (StructureSort.BAND_GAP_ASC, StructureSort.BAND_GAP_DESC):
+        gaps = _gaps(functional)
+        base = base.add_columns(gaps.c.gap.label("sort_key")).join(
+            gaps, gaps.c.structure_id == Structure.id
+        )
+        key: Any = gaps.c.gap
+    elif sort in (StructureSort.NSITES_ASC, StructureSort.NSITES_DESC):
+        base = base.add_columns(Structure.nsites.label("sort_key"))
+        key = Structure.nsites
+    else:
+        base = base.add_columns(Structure.id.label("sort_key"))
+        key = None
+    base = base.where(where)
+    count = select(func.count()).select_from(base.subquery())
+    columns = (Structure.id,) if key is None else (key, Structure.id)
+    descending = sort.value.endswith("_DESC")
+    rows = base
+    if after is not None:
+        value, last_id = decode_cursor(after, sort)
+        values = (last_id,) if key is None else (value, last_id)
+        position = tuple_(*columns)
+        rows = rows.where(position < tuple_(*values) if descending else position > tuple_(*values))
+    order = [c.desc() if descending else c.asc() for c in columns]
+    return PageQuery(rows.order_by(*order).limit(first + 1), count)
+
+
+def row_key(sort: StructureSort, row: Any) -> Any:
+    """The sort key a cursor records for a row (None for ID_ASC, where the id is the key)."""
+    return None if sort is StructureSort.ID_ASC else row.sort_key

@@ -1,0 +1,161 @@
+"""A real API server (uvicorn in a thread) over a test database filled with real structures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from crystaldb.api.app import create_app
+from crystaldb.ingest.load import LabelSpec, write_chunk
+from crystaldb.platform.database import Database, connect
+from crystaldb.platform.settings import load_settings
+from crystaldb.schema import (
+    Calculation,
+    ExternalId,
+    Label,
+    Release,
+    ReleaseMember,
+    Structure,
+    migrate,
+)
+from tests.conftest import DatabaseFactory
+from tests.ingest.realdata import SAMPLE
+from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
+
+RELEASE = ("api-test", "1.0")
+
+
+@dataclass
+class Row:
+    """What the oracle knows about one stored structure."""
+
+    id: int
+    columns: dict[str, Any]
+    gaps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    ids: set[tuple[str, str]] = field(default_factory=set)
+    releases: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Api:
+    """The running server, its database and the stored rows."""
+
+    url: str
+    db: Database
+    rows: dict[int, Row]
+    client: httpx.Client
+
+    def post(self, query: str, **variables: Any) -> dict[str, Any]:
+        """POST a query; the decoded response (data and/or errors)."""
+        response = self.client.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables}
+        )
+        assert response.status_code in (200, 400), response.text
+        return response.json()
+
+    def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        """The data of a query that must succeed."""
+        body = self.post(query, **variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+
+def _store(db: Database) -> None:
+    """COD (PBE gaps on four in five) and CURATED-COFs, as the ingest pipeline writes them."""
+    batch_id = open_batch(db, "api-test")
+    cod = valid_records(SAMPLE / "cod")
+    cod = [
+        replace(r, properties={"pbe_gap": stand_in_gap(r)}) if i % 5 else r
+        for i, r in enumerate(cod)
+    ]
+    write_chunk(db, batch_id, cod, labels=LabelSpec("pbe_gap", "band_gap", "eV", "PBE", "VASP"))
+    write_chunk(db, batch_id, valid_records(SAMPLE / "cofs", database="curated-cofs"))
+
+
+def _decorate(db: Database) -> None:
+    """HSE06 gaps on every fourth structure, a second PBE gap on one, and a release."""
+    with db.session() as session:
+        ids = sorted(session.scalars(select(Structure.id)))
+        for index, sid in enumerate(ids):
+            if index % 4 == 0:
+                add_band_gap(session, sid, "HSE06", round(0.5 + index * 0.041 % 5, 3))
+        add_band_gap(session, ids[1], "PBE", 5.5)
+        release = Release(name=RELEASE[0], version=RELEASE[1], query="nsites <= 1000")
+        session.add(release)
+        session.flush()
+        session.add_all(
+            ReleaseMember(
+                release_id=release.id, position=p, structure_id=s, split=("train", "test")[p % 2]
+            )
+            for p, s in enumerate(ids[::3])
+        )
+
+
+def _rows(db: Database) -> dict[int, Row]:
+    """Every structure read back plainly, for the oracle."""
+    columns = [c for c in Structure.__table__.c if c.name not in ("lattice", "frac_coords")]
+    with db.session() as session:
+        rows = {r.id: Row(r.id, dict(r._mapping)) for r in session.execute(select(*columns))}
+        gaps = select(Label.structure_id, Calculation.functional, Label.value).join(
+            Calculation, Calculation.id == Label.calculation_id
+        )
+        for sid, functional, value in session.execute(gaps.where(Label.property == "band_gap")):
+            rows[sid].gaps[functional].append(value)
+        for sid, database, eid in session.execute(
+            select(ExternalId.structure_id, ExternalId.database, ExternalId.external_id)
+        ):
+            rows[sid].ids.add((database, eid))
+        for sid, name, version in session.execute(
+            select(ReleaseMember.structure_id, Release.name, Release.version).join(Release)
+        ):
+            rows[sid].releases.add(f"{name}:{version}")
+    return rows
+
+
+def _free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """Fill a fresh database once, serve it over HTTP for the package, stop afterwards."""
+    url = databases.create("crystaldb_api")
+    db = connect(
+        load_settings(
+            database_url=url.render_as_string(hide_password=False),
+            data_dir=tmp_path_factory.mktemp("api-data"),
+        )
+    )
+    migrate.upgrade(db)
+    with warnings.catch_warnings():  # spglib's deprecation warning on every call is noise
+        warnings.filterwarnings("ignore", message="Set OLD_ERROR_HANDLING")
+        _store(db)
+    _decorate(db)
+    port = _free_port()
+    config = uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    with httpx.Client(timeout=30) as client:
+        yield Api(f"http://127.0.0.1:{port}", db, _rows(db), client)
+    server.should_exit = True
+    thread.join(timeout=10)
+    db.dispose()

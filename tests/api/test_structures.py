@@ -1,0 +1,184 @@
+"""structures(filter, sort, first, after) over HTTP, checked against the Python oracle."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from tests.api import oracle
+from tests.api.conftest import RELEASE, Api, Row
+
+IDS = "query($f: StructureFilter) { structures(filter: $f, first: 1000) { totalCount edges { node { id } } pageInfo { hasNextPage } } }"  # noqa: E501
+PAGE = """
+query($f: StructureFilter, $sort: StructureSort!, $first: Int!, $after: String) {
+  structures(filter: $f, sort: $sort, first: $first, after: $after) {
+    totalCount
+    edges { cursor node { id } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+def selected(api: Api, spec: dict[str, Any]) -> set[int]:
+    """Ids the API selects for a filter (the test data fits in one page)."""
+    page = api.data(IDS, f=spec)["structures"]
+    assert not page["pageInfo"]["hasNextPage"]
+    ids = [int(edge["node"]["id"]) for edge in page["edges"]]
+    assert len(ids) == len(set(ids)) == page["totalCount"]
+    return set(ids)
+
+
+def _some(api: Api) -> Row:
+    """A structure with a space group, a PBE gap and a COD id."""
+    return next(
+        r
+        for r in api.rows.values()
+        if r.columns["spacegroup_number"]
+        and r.gaps.get("PBE")
+        and any(d == "cod" for d, _ in r.ids)
+    )
+
+
+def test_data_is_varied(api: Api) -> None:
+    """The fixture holds what the filters need to tell apart."""
+    rows = list(api.rows.values())
+    assert len(rows) > 100
+    assert sum(bool(r.gaps.get("PBE")) for r in rows) > 50
+    assert {d for r in rows for d, _ in r.ids} >= {"cod", "curated-cofs"}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: {"bandGap": {"gte": 1.0, "lte": 3.0}},
+        lambda r: {"bandGap": {"lte": 2.0, "functional": "HSE06"}},
+        lambda r: {"spaceGroup": {"number": r.columns["spacegroup_number"]}},
+        lambda r: {"spaceGroup": {"symbol": r.columns["spacegroup_symbol"]}},
+        lambda r: {"spaceGroup": {"in": [2, 14, r.columns["spacegroup_number"]]}},
+        lambda r: {"crystalSystem": "monoclinic"},
+        lambda r: {"elements": {"hasAll": ["C", "H"]}},
+        lambda r: {"elements": {"hasAny": ["Cu", "Zn"]}},
+        lambda r: {"elements": {"hasOnly": ["C", "H", "N", "O"]}},
+        lambda r: {"elements": {"excludes": ["H"]}},
+        lambda r: {"nelements": {"gte": 3, "lte": 4}},
+        lambda r: {"nsites": {"lte": 50}},
+        lambda r: {"reducedFormula": r.columns["reduced_formula"]},
+        lambda r: {"anonymousFormula": r.columns["anonymous_formula"]},
+        lambda r: {"source": {"database": "curated-cofs"}},
+        lambda r: {"source": {"database": "cod", "id": sorted(r.ids)[0][1]}},
+        lambda r: {"release": f"{RELEASE[0]}:{RELEASE[1]}"},
+        lambda r: {"not": {"crystalSystem": "monoclinic"}},
+        lambda r: {"or": [{"nsites": {"lte": 10}}, {"elements": {"hasAll": ["Cu"]}}]},
+        lambda r: {"and": [{"nsites": {"gte": 10}}, {"bandGap": {"gte": 2}}]},
+        lambda r: {},
+    ],
+)
+def test_each_filter_matches_the_oracle(api: Api, make: Any) -> None:
+    """Every filter field selects exactly what the Python oracle selects, and something."""
+    spec = make(_some(api))
+    expected = oracle.select(api.rows, spec)
+    assert expected, f"the test data should make {spec} select something"
+    assert selected(api, spec) == expected
+
+
+def test_random_combinations_match_the_oracle(api: Api) -> None:
+    """A hundred seeded random filters, nested and/or/not included."""
+    rng = random.Random(20240611)
+    rows = list(api.rows.values())
+    nonempty = 0
+    for _ in range(100):
+        spec = oracle.random_filter(rng, rows)
+        expected = oracle.select(api.rows, spec)
+        nonempty += bool(expected)
+        assert selected(api, spec) == expected, spec
+    assert nonempty > 50
+
+
+def _sorted_ids(api: Api, spec: dict[str, Any], sort: str) -> list[int]:
+    """The oracle's order for a sort: (key, id), band gap = smallest PBE gap."""
+    rows = [api.rows[i] for i in oracle.select(api.rows, spec)]
+    if sort.startswith("BAND_GAP"):
+        keyed = [(min(r.gaps["PBE"]), r.id) for r in rows if r.gaps.get("PBE")]
+    elif sort.startswith("NSITES"):
+        keyed = [(r.columns["nsites"], r.id) for r in rows]
+    else:
+        keyed = [(r.id, r.id) for r in rows]
+    return [i for _, i in sorted(keyed, reverse=sort.endswith("DESC"))]
+
+
+@pytest.mark.parametrize(
+    "sort", ["ID_ASC", "NSITES_ASC", "NSITES_DESC", "BAND_GAP_ASC", "BAND_GAP_DESC"]
+)
+@pytest.mark.parametrize("spec", [{}, {"elements": {"hasAll": ["C"]}}])
+def test_pages_walk_every_match_once_in_order(api: Api, sort: str, spec: dict[str, Any]) -> None:
+    """Following endCursor returns each matching id exactly once, in sort order."""
+    expected = _sorted_ids(api, spec, sort)
+    seen: list[int] = []
+    after = None
+    for _ in range(200):
+        page = api.data(PAGE, f=spec, sort=sort, first=17, after=after)["structures"]
+        assert page["totalCount"] == len(expected)
+        seen += [int(edge["node"]["id"]) for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+        assert after == page["edges"][-1]["cursor"]
+    assert seen == expected
+
+
+def test_structure_fields(api: Api) -> None:
+    """One structure with every field, looked up by id and by external id."""
+    row = _some(api)
+    database, eid = sorted(row.ids)[0]
+    query = """
+    query($id: ID!, $db: String!, $eid: String!) {
+      structure(id: $id) {
+        id lattice nsites elements reducedFormula hillFormula anonymousFormula crystalSystem
+        volume density sites { species occupancy fractional cartesian }
+        spaceGroup { number symbol symprec }
+        externalIds { database id }
+        labels {
+          property value unit
+          calculation { functional code codeVersion parameters reference }
+        }
+        releases { name version split }
+        cif extxyz
+      }
+      structureByExternalId(database: $db, id: $eid) { id }
+      missing: structure(id: "999999999") { id }
+    }
+    """
+    data = api.data(query, id=str(row.id), db=database, eid=eid)
+    node = data["structure"]
+    assert data["structureByExternalId"] == {"id": str(row.id)}
+    assert data["missing"] is None
+    assert node["nsites"] == row.columns["nsites"] == len(node["sites"])
+    assert node["spaceGroup"]["number"] == row.columns["spacegroup_number"]
+    assert {(i["database"], i["id"]) for i in node["externalIds"]} == row.ids
+    assert sorted(
+        x["value"] for x in node["labels"] if x["calculation"]["functional"] == "PBE"
+    ) == sorted(row.gaps["PBE"])
+    assert {f"{r['name']}:{r['version']}" for r in node["releases"]} == row.releases
+    assert "_cell_length_a" in node["cif"]
+    assert node["extxyz"].splitlines()[0].strip() == str(row.columns["nsites"])
+    lattice = node["lattice"]
+    frac, cart = node["sites"][0]["fractional"], node["sites"][0]["cartesian"]
+    for axis in range(3):
+        want = sum(frac[k] * lattice[k][axis] for k in range(3))
+        assert cart[axis] == pytest.approx(want, abs=1e-9)
+
+
+def test_releases_and_runs(api: Api) -> None:
+    """releases with member counts; runs filtered by kind."""
+    data = api.data(
+        """{ releases { name version query splitSpec members createdAt }
+             runs(kind: "api-test", first: 5) { id kind status software host finishedAt error } }"""
+    )
+    members = sum(f"{RELEASE[0]}:{RELEASE[1]}" in r.releases for r in api.rows.values())
+    (release,) = data["releases"]
+    assert (release["name"], release["version"], release["members"]) == (*RELEASE, members)
+    assert [run["status"] for run in data["runs"]] == ["succeeded"]
+    assert isinstance(data["runs"][0]["software"], dict)
