@@ -476,8 +476,13 @@ SAMPLE_SOURCES = ((("cod", "malformed"), None), (("cofs",), "curated-cofs"))
 
 
 @app.command("demo")
-def demo() -> None:
-    """The main job: start the (embedded) database, migrate it, ingest the bundled sample."""
+def demo(
+    serve_after: bool = typer.Option(
+        True, "--serve/--no-serve", help="End by serving the API on the demo database."
+    ),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the API."),
+) -> None:
+    """The main job: start the (embedded) database, migrate it, ingest the sample, serve it."""
     settings = load_settings()
     where = "the embedded PostgreSQL" if settings.database is None else "PostgreSQL"
     with _step(f"Connected to {where}"):
@@ -493,6 +498,14 @@ def demo() -> None:
             )
         _print_ingest_summary(db, summary)
     console.print(render_status(collect_status(settings, db)))
+    if serve_after:
+        from crystaldb.api.server import serve as run_server
+
+        console.print(
+            f"Serving the demo database: GraphiQL at http://127.0.0.1:{port}/graphql "
+            "(Ctrl-C stops it; --no-serve skips this)"
+        )
+        run_server(db, port=port)
 
 
 def main() -> None:

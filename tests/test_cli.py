@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import typer.main
 from alembic.script import ScriptDirectory
@@ -107,30 +112,72 @@ def test_status_on_an_unmigrated_database_says_what_to_run(
     assert "run `crystaldb db upgrade`" in result.stdout
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_health(port: int, process: subprocess.Popen[str], seconds: float) -> dict[str, str]:
+    """Poll /health until the server answers (or the process dies, or time runs out)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return dict(httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json())
+        except httpx.TransportError:
+            assert process.poll() is None, "the server process exited"
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.3)
+
+
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_demo_on_a_fresh_data_dir_gives_a_migrated_embedded_database(tmp_path: Path) -> None:
-    env = {"CRYSTALDB_DATA_DIR": str(tmp_path / "crystaldb")}
-    demo = run_cli("demo", env=env)
-    assert demo.returncode == 0, demo.stderr
-    assert "Connected to the embedded PostgreSQL" in demo.stdout
-    assert "embedded PostgreSQL 16" in demo.stdout
-    assert "(up to date)" in demo.stdout
-    assert (tmp_path / "crystaldb" / "pgdata" / "PG_VERSION").is_file()
-
-    batches = re.findall(
-        r"batch \d+ \(run \d+\): (\d+) inputs, (\d+) structures stored", demo.stdout
+def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CRYSTALDB_")},
+        "CRYSTALDB_DATA_DIR": str(tmp_path / "crystaldb"),
+    }
+    port = _free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "crystaldb", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    try:
+        assert _wait_for_health(port, demo, 300) == {"status": "ok", "database": "ok"}
+        report = json.loads(run_cli("status", "--json", env=env).stdout)
+        served = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "{ structures(filter: {nsites: {gte: 1}}) { totalCount } }"},
+            timeout=30,
+        ).json()
+    finally:
+        demo.terminate()
+        out, err = demo.communicate(timeout=60)
+    assert "Connected to the embedded PostgreSQL" in out, err
+    assert "embedded PostgreSQL 16" in out
+    assert "(up to date)" in out
+    assert f"http://127.0.0.1:{port}/graphql" in out
+    assert (tmp_path / "crystaldb" / "pgdata" / "PG_VERSION").is_file()
+    batches = re.findall(r"batch \d+ \(run \d+\): (\d+) inputs, (\d+) structures stored", out)
     assert len(batches) == 2  # the bundled COD (+ malformed) sample, then the COFs
-    report = json.loads(run_cli("status", "--json", env=env).stdout)
     assert report["database"]["embedded"] is True
     assert report["database"]["up_to_date"] is True
     assert "pgdata" in report["database"]["url"]
-    assert report["counts"]["structures"] == sum(int(stored) for _, stored in batches) > 0
-    assert report["counts"]["runs"] == 2
-
+    stored = sum(int(n) for _, n in batches)
+    assert report["counts"]["structures"] == stored > 0
+    assert served == {"data": {"structures": {"totalCount": stored}}}
     url = run_cli("db", "url", env=env)
     assert url.stdout.strip().startswith("postgresql+psycopg://postgres@/crystaldb?host=")
+
+
+def test_demo_without_serving_returns(databases: DatabaseFactory, tmp_path: Path) -> None:
+    result = run_cli("demo", "--no-serve", env=_fresh_env(databases, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "Serving" not in result.stdout
+    assert "batch 2" in result.stdout
 
 
 def test_ingest_command_reports_what_became_of_every_input(
@@ -177,38 +224,21 @@ def test_ingest_refuses_to_run_on_an_unmigrated_database(
 def test_serve_answers_health_and_graphql_over_http(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CRYSTALDB_")},
         **_fresh_env(databases, tmp_path),
     }
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "crystaldb", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, "crystaldb serve exited"
-                assert time.monotonic() < deadline, "crystaldb serve did not come up"
-                time.sleep(0.3)
-        assert health.json() == {"status": "ok", "database": "ok"}
+        assert _wait_for_health(port, server, 60) == {"status": "ok", "database": "ok"}
         answer = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
             json={"query": "{ structures(filter: {nsites: {gte: 1}}) { totalCount } }"},
