@@ -42,6 +42,7 @@ from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema import migrate
 from crystaldb.schema.inventory import count_rows
+from crystaldb.schema.runs import recent_runs
 
 app = typer.Typer(
     help="crystaldb: crystal structures and their electronic properties, in PostgreSQL.",
@@ -383,6 +384,38 @@ def release_diff(
         console.print(f"relabelled: structure {sid}: {before} -> {after}")
     for sid, before_split, after_split in diff.moved[:20]:
         console.print(f"moved: structure {sid}: {before_split} -> {after_split}")
+
+
+# --- crystaldb runs --------------------------------------------------------------------------
+
+
+@app.command("runs")
+def runs(
+    kind: str | None = typer.Option(None, "--kind", help="Only this kind (ingest, ...)."),
+    status_filter: str | None = typer.Option(
+        None, "--status", help="Only runs with this status: running, succeeded, failed."
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many, newest first."),
+) -> None:
+    """Recent jobs: what ran, where, for how long, and how it ended."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    table = Table("id", "kind", "status", "host", "started", "seconds", "error")
+    for run in recent_runs(db, kind=kind, status=status_filter, limit=limit):
+        seconds = (
+            f"{(run.finished_at - run.started_at).total_seconds():.1f}" if run.finished_at else "-"
+        )
+        colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
+        table.add_row(
+            str(run.id),
+            run.kind,
+            f"[{colour}]{run.status}[/{colour}]",
+            f"{run.host}:{run.pid}" if run.pid else run.host,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            seconds,
+            (run.error or "").splitlines()[0][:80] if run.error else "",
+        )
+    console.print(table)
 
 
 # --- crystaldb serve -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text, func, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crystaldb.platform.database import Database
@@ -30,6 +42,8 @@ class Run(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     software: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     host: Mapped[str] = mapped_column(Text)
+    # The process that ran it, so a job killed outright (SIGKILL) can be told from one running.
+    pid: Mapped[int | None] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(Text, server_default="cpu")
     started_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -63,12 +77,14 @@ def track_run(
     The row is committed in its own transaction before the job starts, so it survives
     whatever the job's own transactions do; `results` are merged into its parameters.
     """
+    reap_vanished_runs(db)
     with db.session() as session:
         run = Run(
             kind=kind,
             parameters=parameters or {},
             software=software_versions(),
             host=host_name(),
+            pid=os.getpid(),
             device=device,
         )
         session.add(run)
@@ -92,9 +108,58 @@ def _finish(db: Database, handle: RunHandle, status: str, error: str | None) -> 
             run.parameters = {**run.parameters, **handle.results}
 
 
+def reap_vanished_runs(db: Database) -> list[int]:
+    """Mark failed the runs of this host whose process is gone (killed before it could say so)."""
+    with db.session() as session:
+        running = session.execute(
+            select(Run.id, Run.pid).where(
+                Run.status == "running", Run.host == host_name(), Run.pid.is_not(None)
+            )
+        ).all()
+        vanished = [run_id for run_id, pid in running if pid is not None and not _alive(pid)]
+        if vanished:
+            session.execute(
+                update(Run)
+                .where(Run.id.in_(vanished), Run.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=func.now(),
+                    error="process vanished: killed before it could record its end (found by a "
+                    "later job on the same host)",
+                )
+            )
+    return vanished
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _error_text(exc: BaseException) -> str:
     """The exception line first (what users read), then the innermost frames (what we debug)."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (KeyboardInterrupt)"
     frames = traceback.format_exception(exc)
     return f"{type(exc).__name__}: {exc}\n" + "".join(frames[-6:])
+
+
+def recent_runs(
+    db: Database, kind: str | None = None, status: str | None = None, limit: int = 20
+) -> list[Run]:
+    """The newest runs first, optionally of one kind or status."""
+    query = select(Run).order_by(Run.id.desc()).limit(limit)
+    if kind:
+        query = query.where(Run.kind == kind)
+    if status:
+        query = query.where(Run.status == status)
+    with db.session() as session:
+        found = list(session.scalars(query))
+        session.expunge_all()
+    return found

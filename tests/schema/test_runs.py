@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -60,3 +62,36 @@ def test_a_failed_jobs_own_transaction_does_not_take_the_run_row_with_it(db: Dat
         partial = session.scalars(select(Run).where(Run.kind == "test-partial-work")).all()
     assert partial == []
     assert _run(db, handle.id).status == "failed"
+
+
+def test_runs_of_vanished_processes_are_marked_failed(db: Database) -> None:
+    import subprocess
+    import sys
+
+    from crystaldb.platform.provenance import host_name
+    from crystaldb.schema.runs import reap_vanished_runs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a real process id that no longer exists
+    with db.session() as session:
+        dead = Run(kind="test-killed", host=host_name(), pid=gone.pid)
+        alive = Run(kind="test-alive", host=host_name(), pid=os.getpid())
+        elsewhere = Run(kind="test-elsewhere", host="another-host", pid=gone.pid)
+        session.add_all([dead, alive, elsewhere])
+        session.flush()
+        ids = (dead.id, alive.id, elsewhere.id)
+    assert ids[0] in reap_vanished_runs(db)
+    dead_run, alive_run, remote_run = (_run(db, i) for i in ids)
+    assert dead_run.status == "failed" and dead_run.finished_at is not None
+    assert dead_run.error is not None and dead_run.error.startswith("process vanished")
+    assert (alive_run.status, remote_run.status) == ("running", "running")
+    with db.session() as session:  # close them so later tests start clean
+        for run_id in ids[1:]:
+            run = session.get_one(Run, run_id)
+            run.status, run.finished_at = "failed", run.started_at
+
+
+def test_a_run_records_its_process(db: Database) -> None:
+    with track_run(db, "test-pid") as handle:
+        pass
+    assert _run(db, handle.id).pid == os.getpid()
