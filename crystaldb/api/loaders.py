@@ -14,7 +14,11 @@ from strawberry.dataloader import DataLoader
 from crystaldb.platform.database import Database
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.releases import Release, ReleaseMember
-from crystaldb.schema.structures import ExternalId
+from crystaldb.schema.structures import ExternalId, Structure
+
+# The per-site arrays: most of a row's bytes, needed only by lattice, sites, cif and extxyz.
+CELL_COLUMNS = ("lattice", "frac_coords", "atomic_numbers", "occupancies")
+SUMMARY_COLUMNS = tuple(c for c in Structure.__table__.c if c.name not in CELL_COLUMNS)
 
 Rows = list[Any]
 
@@ -61,6 +65,11 @@ def _labels(ids: list[int]) -> Executable:
     )
 
 
+def _cells(ids: list[int]) -> Executable:
+    """Whole rows, arrays included, for the structures whose cell a request asks for."""
+    return select(Structure.__table__).where(Structure.id.in_(ids))
+
+
 def _external_ids(ids: list[int]) -> Executable:
     """Ids in other databases."""
     return (
@@ -85,12 +94,14 @@ class Context:
     """What resolvers share within one request: the database and the request's loaders."""
 
     db: Database
+    cells: DataLoader[int, Rows] = field(init=False)
     labels: DataLoader[int, Rows] = field(init=False)
     external_ids: DataLoader[int, Rows] = field(init=False)
     releases: DataLoader[int, Rows] = field(init=False)
 
     def __post_init__(self) -> None:
         """Fresh loaders per request, so no cache outlives it."""
+        self.cells = _grouped(self.db, _cells)
         self.labels = _grouped(self.db, _labels)
         self.external_ids = _grouped(self.db, _external_ids)
         self.releases = _grouped(self.db, _releases)

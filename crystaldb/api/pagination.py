@@ -13,6 +13,7 @@ import strawberry
 from sqlalchemy import ColumnElement, Executable, func, select, tuple_
 
 from crystaldb.api.errors import ApiError
+from crystaldb.api.loaders import SUMMARY_COLUMNS
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.structures import Structure
@@ -88,7 +89,7 @@ def page_query(
     functional: str = DEFAULT_FUNCTIONAL,
 ) -> PageQuery:
     """first + 1 rows after the cursor (one more tells whether there is a next page)."""
-    base = select(Structure.__table__)
+    base = select(*SUMMARY_COLUMNS)  # the site arrays load only if asked for
     if sort in (StructureSort.BAND_GAP_ASC, StructureSort.BAND_GAP_DESC):
         gaps = _gaps(functional)
         base = base.add_columns(gaps.c.gap.label("sort_key")).join(

@@ -12,7 +12,7 @@ from strawberry.types import ExecutionContext
 
 from crystaldb.api.errors import MASKED_MESSAGE, ApiError, should_mask
 from crystaldb.api.filters import StructureFilter, compile_filter
-from crystaldb.api.loaders import fetch
+from crystaldb.api.loaders import SUMMARY_COLUMNS, fetch
 from crystaldb.api.pagination import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -96,7 +96,7 @@ class Query:
     @strawberry.field(description="One structure by id, null if there is none.")
     async def structure(self, info: Info, id: strawberry.ID) -> StructureType | None:
         """By primary key."""
-        statement = select(Structure.__table__).where(Structure.id == _structure_id(id))
+        statement = select(*SUMMARY_COLUMNS).where(Structure.id == _structure_id(id))
         rows = await fetch(info.context.db, statement)
         return StructureType(row=rows[0]) if rows else None
 
@@ -106,7 +106,7 @@ class Query:
     ) -> StructureType | None:
         """Through external_ids' primary key."""
         statement = (
-            select(Structure.__table__)
+            select(*SUMMARY_COLUMNS)
             .join(ExternalId, ExternalId.structure_id == Structure.id)
             .where(ExternalId.database == database, ExternalId.external_id == id)
         )

@@ -70,20 +70,26 @@ class StructureType:
         """The structure id."""
         return strawberry.ID(str(self.row.id))
 
+    async def _cell(self, info: Info) -> Any:
+        """The whole row, site arrays included, batched per page."""
+        (row,) = await info.context.cells.load(self.row.id)
+        return row
+
     @strawberry.field(description="Lattice vectors as rows, in angstrom.")
-    def lattice(self) -> list[list[float]]:
+    async def lattice(self, info: Info) -> list[list[float]]:
         """The cell."""
-        return [list(vector) for vector in self.row.lattice]
+        return [list(vector) for vector in (await self._cell(info)).lattice]
 
     @strawberry.field
-    def sites(self) -> list[Site]:
+    async def sites(self, info: Info) -> list[Site]:
         """Each site's species, occupancy and coordinates."""
-        occupancies = self.row.occupancies or [1.0] * self.row.nsites
+        cell = await self._cell(info)
+        occupancies = cell.occupancies or [1.0] * cell.nsites
         rows = zip(
-            render.species(self.row),
+            render.species(cell),
             occupancies,
-            self.row.frac_coords,
-            render.cartesian(self.row),
+            cell.frac_coords,
+            render.cartesian(cell),
             strict=True,
         )
         return [
@@ -159,14 +165,14 @@ class StructureType:
         return [Membership(name=r.name, version=r.version, split=r.split) for r in rows]
 
     @strawberry.field(description="The cell as CIF (pymatgen's writer).")
-    def cif(self) -> str:
+    async def cif(self, info: Info) -> str:
         """CIF text."""
-        return render.to_cif(self.row)
+        return render.to_cif(await self._cell(info))
 
     @strawberry.field(description="The cell as one extended XYZ frame (ase's writer).")
-    def extxyz(self) -> str:
+    async def extxyz(self, info: Info) -> str:
         """Extended XYZ text."""
-        return render.to_extxyz(self.row)
+        return render.to_extxyz(await self._cell(info))
 
 
 def _label(row: Any) -> LabelType:
