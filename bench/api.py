@@ -31,7 +31,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
-from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import httpx
 import numpy as np
 import psycopg
 import uvicorn
-from common import drop_database, fresh_database  # bench/common.py
+from common import cycled, drop_database, fresh_database  # bench/common.py
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
@@ -56,7 +55,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 COFS = REPO / "crystaldb" / "data" / "sample" / "cofs"
 SKIP = {"1001614.cif"}  # crashes spglib 2.8 (see tests/sampledb.py)
-TARGET_MEAN_SITES = 82  # OMDB-GAP1's mean cell, kept for the synthetic table
 CHUNK = 5000
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SPEC = LabelSpec("pbe_gap", "band_gap", "eV", "PBE", "VASP", parameters={"encut": 520})
@@ -98,12 +96,7 @@ def synthetic(records: list[StructureRecord], n: int, seed: int = 0) -> Iterator
     rng = np.random.default_rng(seed)
     gaps = rng.gamma(4.0, 0.76, n)  # mean about 3.0 eV
     scale = rng.normal(1.0, 0.01, n)
-    small = cycle([r for r in records if r.nsites < TARGET_MEAN_SITES])
-    large = cycle([r for r in records if r.nsites >= TARGET_MEAN_SITES])
-    total = 0
-    for i in range(n):
-        record = next(large if total < TARGET_MEAN_SITES * i else small)
-        total += record.nsites
+    for i, record in enumerate(cycled(records, n)):
         s = float(scale[i])
         yield replace(
             record,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from itertools import cycle
 from pathlib import Path
 
 import psycopg
 
+from crystaldb.ingest.records import StructureRecord
 from crystaldb.platform.embedded import embedded_url
 from crystaldb.platform.settings import parse_database_url
+
+TARGET_MEAN_SITES = 82  # OMDB-GAP1: 12,500 structures, 82 atoms per cell on average
 
 
 def fresh_database(server: str | None, data_dir: Path) -> str:
@@ -27,3 +32,14 @@ def drop_database(url: str) -> None:
     admin = parsed.set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+
+
+def cycled(records: list[StructureRecord], n: int) -> Iterator[StructureRecord]:
+    """n records, cycling small and large cells so the running mean stays at 82 atoms."""
+    small = cycle([r for r in records if r.nsites < TARGET_MEAN_SITES])
+    large = cycle([r for r in records if r.nsites >= TARGET_MEAN_SITES])
+    total = 0
+    for i in range(n):
+        record = next(large if total < TARGET_MEAN_SITES * i else small)
+        total += record.nsites
+        yield record

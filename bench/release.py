@@ -30,9 +30,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from itertools import cycle
 from pathlib import Path
 
 import ase
@@ -41,7 +40,7 @@ import matplotlib
 import numpy as np
 import pyarrow
 from ase import Atoms
-from common import drop_database, fresh_database  # bench/common.py
+from common import cycled, drop_database, fresh_database  # bench/common.py
 
 import crystaldb
 from crystaldb.ingest.load import LabelSpec, write_chunk
@@ -58,7 +57,6 @@ from crystaldb.schema.runs import track_run
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-TARGET_MEAN_SITES = 82  # OMDB-GAP1: 12,500 structures, 82 atoms per cell on average
 
 
 def real_records() -> list[StructureRecord]:
@@ -69,17 +67,6 @@ def real_records() -> list[StructureRecord]:
     for path in paths:
         records += [r for r in process_file(path) if isinstance(r, StructureRecord)]
     return records
-
-
-def cycled(records: list[StructureRecord], n: int) -> Iterator[StructureRecord]:
-    """n records, cycling small and large cells so the running mean stays at 82 atoms."""
-    small = cycle([r for r in records if r.nsites < TARGET_MEAN_SITES])
-    large = cycle([r for r in records if r.nsites >= TARGET_MEAN_SITES])
-    total = 0
-    for i in range(n):
-        record = next(large if total < TARGET_MEAN_SITES * i else small)
-        total += record.nsites
-        yield record
 
 
 def build_release(n: int) -> ReleaseData:
