@@ -154,8 +154,11 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
             timeout=30,
         ).json()
     finally:
-        demo.terminate()
+        demo.terminate()  # SIGTERM, as a service manager would stop it
         out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err
+    # The demo's exit handlers ran: the embedded server it started is stopped, not leaked.
+    assert not (tmp_path / "crystaldb" / "pgdata" / "postmaster.pid").exists()
     assert "Connected to the embedded PostgreSQL" in out, err
     assert "embedded PostgreSQL 16" in out
     assert "(up to date)" in out
