@@ -70,6 +70,16 @@ class DatabaseFactory:
         self.created.append(name)
         return self.server.set(database=name)
 
+    def migrated(self, prefix: str, data_dir: Path) -> tuple[Settings, Database]:
+        """A new database migrated to head, with settings pointing at it and at data_dir."""
+        url = self.create(prefix)
+        settings = load_settings(
+            database_url=url.render_as_string(hide_password=False), data_dir=data_dir
+        )
+        db = connect(settings)
+        migrate.upgrade(db)
+        return settings, db
+
     def drop_all(self) -> None:
         with psycopg.connect(_conninfo(self.server), autocommit=True) as conn:
             for name in self.created:

@@ -118,6 +118,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _spawn(args: list[str], env: dict[str, str], capture: bool) -> subprocess.Popen[str]:
+    """A long-running crystaldb command (demo, serve) as a child process."""
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "crystaldb", *args], env=env, stdout=output, stderr=output, text=True
+    )
+
+
 def _wait_for_health(port: int, process: subprocess.Popen[str], seconds: float) -> dict[str, str]:
     """Poll /health until the server answers (or the process dies, or time runs out)."""
     deadline = time.monotonic() + seconds
@@ -138,13 +146,7 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
         "CRYSTALDB_DATA_DIR": str(tmp_path / "crystaldb"),
     }
     port = _free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "crystaldb", "demo", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    demo = _spawn(["demo", "--port", str(port)], env, capture=True)
     try:
         assert _wait_for_health(port, demo, 300) == {"status": "ok", "database": "ok"}
         report = json.loads(run_cli("status", "--json", env=env).stdout)
@@ -233,13 +235,7 @@ def test_serve_answers_health_and_graphql_over_http(
     }
     assert run_cli("db", "upgrade", env=env).returncode == 0
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "crystaldb", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server = _spawn(["serve", "--port", str(port)], env, capture=False)
     try:
         assert _wait_for_health(port, server, 60) == {"status": "ok", "database": "ok"}
         answer = httpx.post(

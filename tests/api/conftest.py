@@ -18,8 +18,7 @@ from sqlalchemy import select
 
 from crystaldb.api.app import create_app
 from crystaldb.ingest.load import LabelSpec, write_chunk
-from crystaldb.platform.database import Database, connect
-from crystaldb.platform.settings import load_settings
+from crystaldb.platform.database import Database
 from crystaldb.schema import (
     Calculation,
     ExternalId,
@@ -27,7 +26,6 @@ from crystaldb.schema import (
     Release,
     ReleaseMember,
     Structure,
-    migrate,
 )
 from tests.conftest import DatabaseFactory
 from tests.ingest.realdata import SAMPLE
@@ -133,14 +131,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="package")
 def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """Fill a fresh database once, serve it over HTTP for the package, stop afterwards."""
-    url = databases.create("crystaldb_api")
-    db = connect(
-        load_settings(
-            database_url=url.render_as_string(hide_password=False),
-            data_dir=tmp_path_factory.mktemp("api-data"),
-        )
-    )
-    migrate.upgrade(db)
+    _, db = databases.migrated("crystaldb_api", tmp_path_factory.mktemp("api-data"))
     with warnings.catch_warnings():  # spglib's deprecation warning on every call is noise
         warnings.filterwarnings("ignore", message="Set OLD_ERROR_HANDLING")
         _store(db)

@@ -52,13 +52,7 @@ ORGANIC = ["2000642.cif", "1000002.cif", "2221562.cif", "7228312.cif", "2231779.
 
 def _fresh(databases: DatabaseFactory, tmp_path: Path) -> tuple[Settings, Database]:
     """A newly migrated database of its own, so counts are exact."""
-    url = databases.create("crystaldb_ingest")
-    settings = load_settings(
-        database_url=url.render_as_string(hide_password=False), data_dir=tmp_path / "data"
-    )
-    db = connect(settings)
-    migrate.upgrade(db)
-    return settings, db
+    return databases.migrated("crystaldb_ingest", tmp_path / "data")
 
 
 def _count(db: Database, model: type) -> int:

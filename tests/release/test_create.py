@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from crystaldb.ingest.pipeline import ingest_omdb_gap1, ingest_paths
-from crystaldb.platform.database import Database, connect
-from crystaldb.platform.settings import Settings, load_settings
+from crystaldb.platform.database import Database
+from crystaldb.platform.settings import Settings
 from crystaldb.release.create import ReleaseError, create_release, find_release
 from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
@@ -24,7 +24,6 @@ from crystaldb.schema import (
     ReleaseMember,
     Source,
     Structure,
-    migrate,
 )
 from crystaldb.schema.filters import FilterError
 from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
@@ -46,13 +45,7 @@ def omdb_layout(folder: Path) -> Path:
 
 
 def fresh(databases: DatabaseFactory, data_dir: Path) -> tuple[Settings, Database]:
-    url = databases.create("crystaldb_release")
-    settings = load_settings(
-        database_url=url.render_as_string(hide_password=False), data_dir=data_dir
-    )
-    db = connect(settings)
-    migrate.upgrade(db)
-    return settings, db
+    return databases.migrated("crystaldb_release", data_dir)
 
 
 @pytest.fixture(scope="module")

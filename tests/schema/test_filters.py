@@ -22,9 +22,8 @@ from sqlalchemy.dialects import postgresql
 
 from crystaldb.ingest.load import LabelSpec, write_chunk
 from crystaldb.ingest.records import StructureRecord
-from crystaldb.platform.database import Database, connect
+from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
-from crystaldb.platform.settings import load_settings
 from crystaldb.schema import (
     Calculation,
     ExternalId,
@@ -32,7 +31,6 @@ from crystaldb.schema import (
     Release,
     ReleaseMember,
     Structure,
-    migrate,
 )
 from crystaldb.schema.filters import (
     DEFAULT_FUNCTIONAL,
@@ -198,14 +196,7 @@ def loaded(
     databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Loaded]:
     """A database of its own, filled once for the module."""
-    url = databases.create("crystaldb_filters")
-    db = connect(
-        load_settings(
-            database_url=url.render_as_string(hide_password=False),
-            data_dir=tmp_path_factory.mktemp("filters-data"),
-        )
-    )
-    migrate.upgrade(db)
+    _, db = databases.migrated("crystaldb_filters", tmp_path_factory.mktemp("filters-data"))
     _store(db)
     null_spacegroup, doubly = _decorate(db)
     yield Loaded(db, _rows(db), null_spacegroup, doubly)
