@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from crystaldb.ingest.records import STRUCTURES_COLUMNS, Rejection, StructureRecord
-from crystaldb.platform.database import Database
+from crystaldb.platform.database import Database, copy_connection
 from crystaldb.schema import IngestBatch, IngestReject, Source, Structure
 
 # Serialises concurrent writers so fingerprint deduplication never races.
@@ -83,7 +83,7 @@ def write_chunk(
         counts.already_ingested = len(items) - len(fresh)
         records = [item for item in fresh if isinstance(item, StructureRecord)]
         rejects = [item for item in fresh if isinstance(item, Rejection)]
-        pg = _pg(session)
+        pg = copy_connection(session)
         structure_ids, new = _store_structures(session, pg, records)
         _copy_sources(pg, batch_id, records, structure_ids, new)
         _insert_external_ids(session, records, structure_ids)
@@ -104,13 +104,6 @@ def write_chunk(
             )
         )
     return counts
-
-
-def _pg(session: Session) -> PgConnection[Any]:
-    """The psycopg connection under the session's transaction, for COPY."""
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, PgConnection)
-    return driver
 
 
 def _known_keys(session: Session, items: Sequence[Entry]) -> set[tuple[str, int]]:

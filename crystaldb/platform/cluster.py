@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -86,3 +86,40 @@ def describe_cluster(settings: Settings) -> dict[str, Any]:
         "gpu_workers": sum(1 for w in workers.values() if w.get("resources", {}).get("GPU")),
         "state": "reachable",
     }
+
+
+def bounded_map(
+    client: Client, func: Callable[..., Any], items: Iterable[Any], window: int, *args: Any
+) -> Iterator[tuple[int, Any]]:
+    """func(item, *args) on the workers, at most `window` in flight; (index, result) as done.
+
+    The client never holds more than `window` inputs or results, so a job over 260,000
+    structures runs in the memory of a few batches.
+    """
+    from distributed import as_completed
+
+    source = enumerate(items)
+    pending: dict[Any, int] = {}
+    queue = as_completed()
+
+    def feed() -> None:
+        while len(pending) < window:
+            nxt = next(source, None)
+            if nxt is None:
+                return
+            future = client.submit(func, nxt[1], *args, pure=False)
+            pending[future] = nxt[0]
+            queue.add(future)
+
+    feed()
+    for future in queue:
+        index = pending.pop(future)
+        result = future.result()
+        future.release()
+        yield index, result
+        feed()
+
+
+def worker_count(client: Client) -> int:
+    """Workers the scheduler knows now (at least 1, for window sizes)."""
+    return max(1, len(client.scheduler_info()["workers"]))

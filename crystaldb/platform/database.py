@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+from psycopg import Connection as PgConnection
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -82,3 +84,11 @@ def _reason(exc: DBAPIError) -> str:
     lines = [ln.strip() for ln in str(exc.orig or exc).strip().splitlines() if ln.strip()]
     text = " ".join(lines).removeprefix("connection failed: ")
     return text or type(exc).__name__
+
+
+def copy_connection(session: Session) -> PgConnection[Any]:
+    """The psycopg connection under a session's transaction: bulk writes use its COPY."""
+    driver = session.connection().connection.driver_connection
+    if not isinstance(driver, PgConnection):
+        raise TypeError("COPY needs the psycopg driver (postgresql+psycopg:// URLs)")
+    return driver

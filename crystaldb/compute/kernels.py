@@ -1,0 +1,71 @@
+"""The average SOAP kernel between two sets of structures, block by block, never dense-wide.
+
+K(A, B) = (p_A . p_B / (|p_A| |p_B|))^zeta with p the average spectra of `soap.py`. The dot
+product is a sum over the species triples both structures have: for a tile of rows and
+columns, only the triples common to both sides are laid out densely (a few at a time, so
+memory stays bounded whatever the number of elements) and multiplied with one BLAS matmul
+per group, i.e. K = sum over key groups of P_key P_key^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crystaldb.compute.soap import AverageSpectra
+
+KEYS_PER_GROUP = 16  # triples laid out densely at once: 2048 rows x 16 x 448 x 8 B = 117 MB
+
+
+def key_codes(keys: np.ndarray) -> np.ndarray:
+    """One int64 per species triple (atomic numbers < 256), so triples sort and match fast."""
+    keys = keys.astype(np.int64)
+    return (keys[:, 0] << 16) | (keys[:, 1] << 8) | keys[:, 2]
+
+
+def _dense(spectra: AverageSpectra, codes: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Rows x (group triples x width): the blocks of `group`, zeros where a row lacks one."""
+    n, width = spectra.num_structures, spectra.values.shape[1]
+    where = np.searchsorted(group, codes)
+    hit = where < len(group)
+    hit[hit] = group[where[hit]] == codes[hit]
+    rows = np.repeat(np.arange(n), np.diff(spectra.indptr))
+    dense = np.zeros((n, len(group), width))
+    dense[rows[hit], where[hit]] = spectra.values[hit]
+    return dense.reshape(n, len(group) * width)
+
+
+def linear_kernel(
+    a: AverageSpectra, b: AverageSpectra, keys_per_group: int = KEYS_PER_GROUP
+) -> np.ndarray:
+    """p_A . p_B for every pair, summed over the species triples both sides share."""
+    codes_a, codes_b = key_codes(a.keys), key_codes(b.keys)
+    common = np.intersect1d(codes_a, codes_b)
+    same = a is b
+    kernel = np.zeros((a.num_structures, b.num_structures))
+    for start in range(0, len(common), keys_per_group):
+        group = common[start : start + keys_per_group]
+        left = _dense(a, codes_a, group)
+        right = left if same else _dense(b, codes_b, group)
+        kernel += left @ right.T  # A @ A.T goes to BLAS syrk: half the work on diagonal tiles
+    return kernel
+
+
+def average_kernel(a: AverageSpectra, b: AverageSpectra, zeta: float = 1.0) -> np.ndarray:
+    """The normalised average kernel, raised to zeta (1: the OMDB-GAP1 paper's setting)."""
+    kernel = linear_kernel(a, b)
+    scale = np.outer(_safe_inverse(a.norms), _safe_inverse(b.norms))
+    kernel *= scale
+    np.clip(kernel, 0.0, 1.0, out=kernel)  # rounding can step past 1 for identical structures
+    return kernel if zeta == 1.0 else kernel**zeta
+
+
+def _safe_inverse(norms: np.ndarray) -> np.ndarray:
+    """1/|p|, and 0 for an empty descriptor (no atoms), so it is orthogonal to everything."""
+    inverse = np.zeros_like(norms)
+    np.divide(1.0, norms, out=inverse, where=norms > 0)
+    return inverse
+
+
+def squared_distance(k_ab: np.ndarray, k_aa: np.ndarray, k_bb: np.ndarray) -> np.ndarray:
+    """Kernel-induced distance D^2 = K(A,A) + K(B,B) - 2 K(A,B), for similarity search."""
+    return np.maximum(k_aa[:, None] + k_bb[None, :] - 2.0 * k_ab, 0.0)
