@@ -9,23 +9,28 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry import Schema
 from strawberry.asgi import GraphQL
 
+from crystaldb.api.auth import parse_authorization
 from crystaldb.api.loaders import Context
-from crystaldb.api.schema import schema
+from crystaldb.api.schema import build_schema
 from crystaldb.platform.database import Database
+from crystaldb.platform.settings import Settings, load_settings
 
 
 class _GraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view, with a fresh Context (and DataLoaders) per request."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, schema: Schema) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.db = db
 
-    async def get_context(self, request: object, response: object) -> Context:
-        """New loaders for every request, so batches and caches never span requests."""
-        return Context(self.db)
+    async def get_context(self, request: Request | WebSocket, response: object) -> Context:
+        """New loaders for every request, and the request's `Authorization: Bearer` token."""
+        bearer, other = parse_authorization(request.headers.get("authorization"))
+        return Context(self.db, bearer=bearer, authorization=other)
 
 
 def _ping(db: Database) -> None:
@@ -47,9 +52,18 @@ def _health(db: Database) -> Route:
     return Route("/health", health, methods=["GET"])
 
 
-def create_app(db: Database) -> Starlette:
-    """The whole API for one database, ready for any ASGI server."""
-    graphql = _GraphQL(db)
+def create_app(
+    db: Database, settings: Settings | None = None, schema: Schema | None = None
+) -> Starlette:
+    """The whole API for one database, ready for any ASGI server.
+
+    The cost limit and timeout come from `settings` (CRYSTALDB_API_MAX_COST and
+    CRYSTALDB_API_TIMEOUT; loaded when not given); `schema` replaces the served one (tests).
+    """
+    if schema is None:
+        settings = settings or load_settings()
+        schema = build_schema(max_cost=settings.api_max_cost, timeout=settings.api_timeout)
+    graphql = _GraphQL(db, schema)
     routes = [
         _health(db),
         Route("/graphql", graphql, methods=["GET", "POST"]),

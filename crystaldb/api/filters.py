@@ -1,12 +1,20 @@
-"""StructureFilter, the GraphQL input, compiled to the --where AST so both share one backend."""
+"""StructureFilter, the GraphQL input, compiled to the --where AST so both share one backend.
+
+Each filter object's conditions compile to one AST (and so to one SQL expression) through the
+shared backend; `and`, `or` and `not` combine the objects' expressions, so a band gap range
+holds for one label (both bounds on the same value) and each object of a list on its own. A
+band gap range on a model's predictions, which the --where language has no field for, is an
+EXISTS over `predictions` written here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import strawberry
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
 from crystaldb.api.errors import ApiError
 from crystaldb.schema.filters import (
@@ -18,12 +26,12 @@ from crystaldb.schema.filters import (
     Membership,
     Mode,
     Node,
-    Not,
     Op,
-    Or,
     Value,
     to_sql,
 )
+from crystaldb.schema.ml import Model, Prediction
+from crystaldb.schema.structures import Structure
 
 _N = TypeVar("_N", int, float)
 
@@ -34,11 +42,19 @@ class IntRange:
     lte: int | None = None
 
 
-@strawberry.input(description="Band gap bounds in eV, from a calculation with this functional.")
+@strawberry.input(
+    description="Band gap bounds in eV, on one source: the DFT labels of a functional "
+    f"(default {DEFAULT_FUNCTIONAL}), or the predictions of a model (by name, as models lists)."
+)
 class BandGapFilter:
     gte: float | None = None
     lte: float | None = None
-    functional: str = DEFAULT_FUNCTIONAL
+    functional: str | None = strawberry.field(
+        default=None, description=f"DFT functional of the label; default {DEFAULT_FUNCTIONAL}."
+    )
+    model: str | None = strawberry.field(
+        default=None, description="A model's name: bounds on its predictions, not on labels."
+    )
 
 
 @strawberry.input(description="Space group by number (1-230), Hermann-Mauguin symbol or list.")
@@ -79,25 +95,43 @@ class StructureFilter:
     not_: StructureFilter | None = strawberry.field(default=None, name="not")
 
 
-def compile_filter(spec: StructureFilter | None) -> ColumnElement[bool]:
+@dataclass
+class CompiledFilter:
+    """The SQL where-clause, and the models it names (input path -> name) to check exist."""
+
+    where: ColumnElement[bool]
+    models: dict[str, str] = field(default_factory=dict)
+
+
+def compile_filter(spec: StructureFilter | None) -> CompiledFilter:
     """The SQL where-clause of a filter; ApiError naming the input path if it is invalid."""
-    if spec is None:
-        return true()
-    node = to_node(spec, "filter")
-    return true() if node is None else to_sql(node)
+    compiled = CompiledFilter(true())
+    if spec is not None:
+        where = _compile(spec, "filter", compiled.models)
+        if where is not None:
+            compiled.where = where
+    return compiled
 
 
-def to_node(spec: StructureFilter, path: str) -> Node | None:
-    """The AST of one filter object: its conditions joined by and; None when it is empty."""
+def _compile(
+    spec: StructureFilter, path: str, models: dict[str, str]
+) -> ColumnElement[bool] | None:
+    """One filter object: its conditions (one AST) and its logic, joined by and; None if empty."""
+    parts: list[ColumnElement[bool]] = []
     nodes = list(_conditions(spec, path))
-    if not nodes:
+    if nodes:
+        parts.append(to_sql(nodes[0] if len(nodes) == 1 else And(tuple(nodes))))
+    if spec.band_gap is not None and spec.band_gap.model is not None:
+        parts.append(_predicted(spec.band_gap, f"{path}.bandGap", models))
+    parts += _logic(spec, path, models)
+    if not parts:
         return None
-    return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+    return parts[0] if len(parts) == 1 else and_(*parts)
 
 
 def _conditions(spec: StructureFilter, path: str) -> Iterator[Node]:
-    """Every condition of the filter object, each checked where it was written."""
-    if spec.band_gap is not None:
+    """The filter object's conditions the shared backend knows, each checked where written."""
+    if spec.band_gap is not None and spec.band_gap.model is None:
         yield _band_gap(spec.band_gap, f"{path}.bandGap")
     if spec.space_group is not None:
         yield from _space_group(spec.space_group, f"{path}.spaceGroup")
@@ -107,38 +141,39 @@ def _conditions(spec: StructureFilter, path: str) -> Iterator[Node]:
         ("anonymous_formula", "anonymousFormula", spec.anonymous_formula),
         ("release", "release", spec.release),
     ]
-    for field, name, value in simple:
+    for column, name, value in simple:
         if value is not None:
-            yield _checked(Comparison(field, "=", value), f"{path}.{name}")
+            yield _checked(Comparison(column, "=", value), f"{path}.{name}")
     if spec.elements is not None:
         yield from _elements(spec.elements, f"{path}.elements")
-    for field, bounds in (("nelements", spec.nelements), ("nsites", spec.nsites)):
+    for column, bounds in (("nelements", spec.nelements), ("nsites", spec.nsites)):
         if bounds is not None:
-            yield _range(field, bounds.gte, bounds.lte, f"{path}.{field}")
+            yield _range(column, bounds.gte, bounds.lte, f"{path}.{column}")
     if spec.source is not None:
         yield _source(spec.source, f"{path}.source")
-    yield from _logic(spec, path)
 
 
-def _logic(spec: StructureFilter, path: str) -> Iterator[Node]:
+def _logic(
+    spec: StructureFilter, path: str, models: dict[str, str]
+) -> Iterator[ColumnElement[bool]]:
     """and: [...], or: [...] and not: {...}."""
-    for kind, name, items in ((And, "and", spec.and_), (Or, "or", spec.or_)):
+    for combine, name, items in ((and_, "and", spec.and_), (or_, "or", spec.or_)):
         if items is None:
             continue
         if not items:
             raise ApiError(f"{path}.{name}: give at least one filter in the list")
-        operands = [_required(item, f"{path}.{name}[{i}]") for i, item in enumerate(items)]
-        yield kind(tuple(operands))
+        operands = [_required(item, f"{path}.{name}[{i}]", models) for i, item in enumerate(items)]
+        yield combine(*operands)
     if spec.not_ is not None:
-        yield Not(_required(spec.not_, f"{path}.not"))
+        yield not_(_required(spec.not_, f"{path}.not", models))
 
 
-def _required(spec: StructureFilter, path: str) -> Node:
+def _required(spec: StructureFilter, path: str, models: dict[str, str]) -> ColumnElement[bool]:
     """A non-empty filter inside and/or/not (an empty one would mean nothing there)."""
-    node = to_node(spec, path)
-    if node is None:
+    where = _compile(spec, path, models)
+    if where is None:
         raise ApiError(f"{path}: the filter is empty; give at least one condition")
-    return node
+    return where
 
 
 def _checked(node: Node, path: str) -> Node:
@@ -169,8 +204,32 @@ def _range(field: str, gte: int | None, lte: int | None, path: str) -> Node:
 def _band_gap(spec: BandGapFilter, path: str) -> Node:
     """Both bounds on the same label: to_sql folds an And of label tests into one EXISTS."""
     pairs = _bounds(spec.gte, spec.lte, path)
-    tests = [Comparison("band_gap", op, v, spec.functional) for op, v in pairs]
+    functional = spec.functional or DEFAULT_FUNCTIONAL
+    tests = [Comparison("band_gap", op, v, functional) for op, v in pairs]
     return _checked(tests[0] if len(tests) == 1 else And(tuple(tests)), path)
+
+
+def _predicted(spec: BandGapFilter, path: str, models: dict[str, str]) -> ColumnElement[bool]:
+    """Some band gap prediction of the model is within both bounds (index: model, property,
+    value); the model's existence is checked against the database by the resolver."""
+    if spec.functional is not None:
+        raise ApiError(f"{path}: give functional (a DFT label) or model (predictions), not both")
+    if not spec.model:
+        raise ApiError(f"{path}.model: give a model name, as the models query lists them")
+    bounds = _bounds(spec.gte, spec.lte, path)
+    models[f"{path}.model"] = spec.model
+    model_id = select(Model.id).where(Model.name == spec.model).scalar_subquery()
+    tests = [Prediction.value >= v if op == ">=" else Prediction.value <= v for op, v in bounds]
+    return (
+        exists()
+        .where(
+            Prediction.structure_id == Structure.id,
+            Prediction.model_id == model_id,
+            Prediction.property == "band_gap",
+            *tests,
+        )
+        .correlate(Structure)
+    )
 
 
 def _space_group(spec: SpaceGroupFilter, path: str) -> Iterator[Node]:

@@ -1,20 +1,32 @@
-"""Per-request DataLoaders: one SQL statement per nested field per page, never one per structure."""
+"""Per-request DataLoaders: one SQL statement per nested field per page, never one per structure.
+
+Every statement of a request runs through `fetch` with the request's `Running` registry, so a
+request that outlives its timeout can have PostgreSQL cancel the statements it left running.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Executable, select
+import psycopg
+from sqlalchemy import Executable, and_, func, select
 from strawberry.dataloader import DataLoader
 
+from crystaldb.api.errors import ApiError
 from crystaldb.platform.database import Database
+from crystaldb.schema.graphs import GraphRecipe, QuotientGraph
 from crystaldb.schema.labels import Calculation, Label
+from crystaldb.schema.ml import Model, Prediction
 from crystaldb.schema.releases import Release, ReleaseMember
+from crystaldb.schema.runs import Run
 from crystaldb.schema.structures import ExternalId, Structure
+from crystaldb.schema.tokens import TokenCheck, verify_token
 
 # The per-site arrays: most of a row's bytes, needed only by lattice, sites, cif and extxyz.
 CELL_COLUMNS = ("lattice", "frac_coords", "atomic_numbers", "occupancies")
@@ -23,24 +35,69 @@ SUMMARY_COLUMNS = tuple(c for c in Structure.__table__.c if c.name not in CELL_C
 Rows = list[Any]
 
 
-async def fetch(db: Database, statement: Executable) -> Rows:
+class Running:
+    """The connections a request's statements run on right now, so a timeout can cancel them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: set[Any] = set()
+
+    @contextmanager
+    def registered(self, connection: Any) -> Iterator[None]:
+        """While the block runs, `cancel` may interrupt the statement on this connection."""
+        with self._lock:
+            self._connections.add(connection)
+        try:
+            yield
+        finally:
+            with self._lock:  # after this, the connection may go back to the pool
+                self._connections.discard(connection)
+
+    def cancel(self) -> int:
+        """Ask PostgreSQL to cancel every statement still running; how many were asked."""
+        with self._lock:
+            connections = list(self._connections)
+            for connection in connections:
+                with suppress(psycopg.Error):  # a connection already gone needs no cancel
+                    connection.cancel_safe(timeout=2.0)
+        return len(connections)
+
+
+async def fetch(db: Database, statement: Executable, running: Running | None = None) -> Rows:
     """Run a select in a worker thread, so the event loop keeps serving other requests."""
 
     def run() -> Rows:
         with db.session() as session:
-            return list(session.execute(statement))
+            if running is None:
+                return list(session.execute(statement))
+            with running.registered(session.connection().connection.driver_connection):
+                return list(session.execute(statement))
 
     return await asyncio.to_thread(run)
 
 
-def _grouped(db: Database, query: Callable[[list[int]], Executable]) -> DataLoader[int, Rows]:
-    """A loader mapping structure ids to their rows; the statement's first column is the id."""
+def _grouped(
+    db: Database, running: Running, query: Callable[[list[int]], Executable]
+) -> DataLoader[int, Rows]:
+    """A loader mapping ids to their rows (any number); the statement's first column is the id."""
 
     async def load(keys: Sequence[int]) -> list[Rows]:
         groups: dict[int, Rows] = defaultdict(list)
-        for row in await fetch(db, query(list(keys))):
+        for row in await fetch(db, query(list(keys)), running):
             groups[row[0]].append(row)
         return [groups[key] for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _by_id(
+    db: Database, running: Running, query: Callable[[list[int]], Executable]
+) -> DataLoader[int, Any]:
+    """A loader mapping ids to one row each, or None; the statement's first column is the id."""
+
+    async def load(keys: Sequence[int]) -> list[Any]:
+        rows = {row[0]: row for row in await fetch(db, query(list(keys)), running)}
+        return [rows.get(key) for key in keys]
 
     return DataLoader(load_fn=load)
 
@@ -89,19 +146,145 @@ def _releases(ids: list[int]) -> Executable:
     )
 
 
+def _predictions(ids: list[int]) -> Executable:
+    """Model predictions; their model and run load through loaders of their own."""
+    return (
+        select(
+            Prediction.structure_id,
+            Prediction.id,
+            Prediction.model_id,
+            Prediction.run_id,
+            Prediction.property,
+            Prediction.value,
+            Prediction.uncertainty,
+            Prediction.created_at,
+        )
+        .where(Prediction.structure_id.in_(ids))
+        .order_by(Prediction.structure_id, Prediction.property, Prediction.model_id, Prediction.id)
+    )
+
+
+def _models(ids: list[int]) -> Executable:
+    """Models by id."""
+    return select(Model.__table__).where(Model.id.in_(ids))
+
+
+def _runs(ids: list[int]) -> Executable:
+    """Runs by id."""
+    return select(Run.__table__).where(Run.id.in_(ids))
+
+
+def releases_with_counts() -> Any:
+    """Releases with their member count (one grouped statement)."""
+    members = func.count(ReleaseMember.structure_id).label("members")
+    return (
+        select(Release.__table__, members)
+        .outerjoin(ReleaseMember, ReleaseMember.release_id == Release.id)
+        .group_by(Release.id)
+    )
+
+
+def _releases_by_id(ids: list[int]) -> Executable:
+    """Releases by id, with their member count."""
+    return releases_with_counts().where(Release.id.in_(ids))
+
+
+GraphKey = tuple[str, int]  # (recipe name, structure id)
+
+
+def _graphs(db: Database, running: Running) -> DataLoader[GraphKey, Any]:
+    """Quotient graphs by (recipe, structure): one statement per page and recipe set.
+
+    The recipes are the outer side of the join, so a recipe that exists but has no graph for
+    a structure gives None there, and a recipe that does not exist is an error naming the
+    recipes that do.
+    """
+
+    async def load(keys: Sequence[GraphKey]) -> list[Any]:
+        names = sorted({name for name, _ in keys})
+        ids = sorted({sid for _, sid in keys})
+        statement = (
+            select(
+                GraphRecipe.name.label("recipe"),
+                GraphRecipe.method,
+                GraphRecipe.parameters,
+                GraphRecipe.library,
+                GraphRecipe.library_version,
+                QuotientGraph.structure_id,
+                QuotientGraph.run_id,
+                QuotientGraph.num_nodes,
+                QuotientGraph.num_edges,
+                QuotientGraph.edge_src,
+                QuotientGraph.edge_dst,
+                QuotientGraph.edge_images,
+                QuotientGraph.edge_lengths,
+            )
+            .select_from(GraphRecipe)
+            .outerjoin(
+                QuotientGraph,
+                and_(
+                    QuotientGraph.recipe_id == GraphRecipe.id, QuotientGraph.structure_id.in_(ids)
+                ),
+            )
+            .where(GraphRecipe.name.in_(names))
+        )
+        rows = await fetch(db, statement, running)
+        found = {row.recipe for row in rows}
+        graphs = {(r.recipe, r.structure_id): r for r in rows if r.structure_id is not None}
+        unknown: ApiError | None = None
+        if set(names) - found:
+            known = await fetch(db, select(GraphRecipe.name).order_by(GraphRecipe.name), running)
+            listed = ", ".join(repr(r.name) for r in known) or "none yet"
+            missing = ", ".join(repr(n) for n in names if n not in found)
+            unknown = ApiError(f"quotientGraph: no graph recipe named {missing}; known: {listed}")
+        return [unknown if name not in found else graphs.get((name, sid)) for name, sid in keys]
+
+    return DataLoader(load_fn=load)
+
+
 @dataclass
 class Context:
-    """What resolvers share within one request: the database and the request's loaders."""
+    """What resolvers share within one request: the database, the request's loaders, the
+    statements running, and the API token the client sent (checked only when a field needs
+    one: queries are public)."""
 
     db: Database
+    bearer: str | None = None  # the token of `Authorization: Bearer <token>`
+    authorization: str | None = None  # the header as sent, when it is not of that form
+    running: Running = field(default_factory=Running)
     cells: DataLoader[int, Rows] = field(init=False)
     labels: DataLoader[int, Rows] = field(init=False)
     external_ids: DataLoader[int, Rows] = field(init=False)
     releases: DataLoader[int, Rows] = field(init=False)
+    predictions: DataLoader[int, Rows] = field(init=False)
+    models: DataLoader[int, Any] = field(init=False)
+    runs: DataLoader[int, Any] = field(init=False)
+    releases_by_id: DataLoader[int, Any] = field(init=False)
+    graphs: DataLoader[GraphKey, Any] = field(init=False)
+    _token: asyncio.Future[TokenCheck] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         """Fresh loaders per request, so no cache outlives it."""
-        self.cells = _grouped(self.db, _cells)
-        self.labels = _grouped(self.db, _labels)
-        self.external_ids = _grouped(self.db, _external_ids)
-        self.releases = _grouped(self.db, _releases)
+        db, running = self.db, self.running
+        self.cells = _grouped(db, running, _cells)
+        self.labels = _grouped(db, running, _labels)
+        self.external_ids = _grouped(db, running, _external_ids)
+        self.releases = _grouped(db, running, _releases)
+        self.predictions = _grouped(db, running, _predictions)
+        self.models = _by_id(db, running, _models)
+        self.runs = _by_id(db, running, _runs)
+        self.releases_by_id = _by_id(db, running, _releases_by_id)
+        self.graphs = _graphs(db, running)
+
+    async def fetch(self, statement: Executable) -> Rows:
+        """Run a select for this request (cancelled with it on a timeout)."""
+        return await fetch(self.db, statement, self.running)
+
+    async def check_token(self) -> TokenCheck | None:
+        """The bearer token checked against the database, once per request; None if none sent."""
+        if self.bearer is None:
+            return None
+        if self._token is None:
+            bearer = self.bearer
+            self._token = asyncio.ensure_future(asyncio.to_thread(verify_token, self.db, bearer))
+        return await self._token

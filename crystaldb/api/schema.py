@@ -1,18 +1,24 @@
-"""The GraphQL schema: structures (filtered, sorted, keyset-paginated), releases and runs."""
+"""The GraphQL schema: structures (filtered, sorted, keyset-paginated), models, releases, runs;
+its guards: depth and cost limits, a timeout, masked internal errors."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from strawberry.extensions import MaskErrors, QueryDepthLimiter
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from crystaldb.api.errors import MASKED_MESSAGE, ApiError, should_mask
 from crystaldb.api.filters import StructureFilter, compile_filter
-from crystaldb.api.loaders import SUMMARY_COLUMNS, fetch
+from crystaldb.api.limits import CostLimiter, timeout_error
+from crystaldb.api.loaders import SUMMARY_COLUMNS, Context, releases_with_counts
 from crystaldb.api.pagination import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -24,18 +30,23 @@ from crystaldb.api.pagination import (
 )
 from crystaldb.api.types import (
     Info,
+    ModelType,
     PageInfo,
     ReleaseType,
     RunType,
     StructureEdge,
     StructureType,
+    release_type,
+    run_type,
 )
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
-from crystaldb.schema.releases import Release, ReleaseMember
+from crystaldb.schema.ml import Model
+from crystaldb.schema.releases import Release
 from crystaldb.schema.runs import Run
 from crystaldb.schema.structures import ExternalId, Structure
 
 MAX_DEPTH = 10
+logger = logging.getLogger(__name__)
 
 
 @strawberry.type
@@ -47,7 +58,7 @@ class StructureConnection:
     @strawberry.field(description="Structures matching the filter, over all pages.")
     async def total_count(self, info: Info) -> int:
         """Counted only when asked for."""
-        rows = await fetch(info.context.db, self.count)
+        rows = await info.context.fetch(self.count)
         return int(rows[0][0])
 
 
@@ -78,10 +89,11 @@ class Query:
         band_gap_functional: str = DEFAULT_FUNCTIONAL,
     ) -> StructureConnection:
         """One page in (sort key, id) order, fetched by keyset, never by offset."""
-        query = page_query(
-            compile_filter(filter), sort, check_first(first), after, band_gap_functional
-        )
-        rows = await fetch(info.context.db, query.rows)
+        compiled = compile_filter(filter)
+        query = page_query(compiled.where, sort, check_first(first), after, band_gap_functional)
+        if compiled.models:
+            await _check_models(info, compiled.models)
+        rows = await info.context.fetch(query.rows)
         page = rows[:first]
         edges = [
             StructureEdge(
@@ -97,7 +109,7 @@ class Query:
     async def structure(self, info: Info, id: strawberry.ID) -> StructureType | None:
         """By primary key."""
         statement = select(*SUMMARY_COLUMNS).where(Structure.id == _structure_id(id))
-        rows = await fetch(info.context.db, statement)
+        rows = await info.context.fetch(statement)
         return StructureType(row=rows[0]) if rows else None
 
     @strawberry.field(description="One structure by its id in another database (cod, mp, ...).")
@@ -110,30 +122,14 @@ class Query:
             .join(ExternalId, ExternalId.structure_id == Structure.id)
             .where(ExternalId.database == database, ExternalId.external_id == id)
         )
-        rows = await fetch(info.context.db, statement)
+        rows = await info.context.fetch(statement)
         return StructureType(row=rows[0]) if rows else None
 
     @strawberry.field(description="Every release, newest first, with its member count.")
     async def releases(self, info: Info) -> list[ReleaseType]:
         """One grouped query."""
-        members = func.count(ReleaseMember.structure_id).label("members")
-        statement = (
-            select(Release.__table__, members)
-            .outerjoin(ReleaseMember, ReleaseMember.release_id == Release.id)
-            .group_by(Release.id)
-            .order_by(Release.created_at.desc(), Release.id.desc())
-        )
-        return [
-            ReleaseType(
-                name=r.name,
-                version=r.version,
-                query=r.query,
-                split_spec=r.split_spec,
-                members=r.members,
-                created_at=r.created_at,
-            )
-            for r in await fetch(info.context.db, statement)
-        ]
+        statement = releases_with_counts().order_by(Release.created_at.desc(), Release.id.desc())
+        return [release_type(r) for r in await info.context.fetch(statement)]
 
     @strawberry.field(description=f"Runs, newest first; first is 1..{MAX_PAGE}.")
     async def runs(
@@ -149,28 +145,85 @@ class Query:
             statement = statement.where(Run.kind == kind)
         if status is not None:
             statement = statement.where(Run.status == status)
-        rows = await fetch(info.context.db, statement.limit(check_first(first)))
-        return [_run(run) for run in rows]
+        rows = await info.context.fetch(statement.limit(check_first(first)))
+        return [run_type(run) for run in rows]
 
-
-def _run(run: Any) -> RunType:
-    """A runs row as the API shows it."""
-    return RunType(
-        id=strawberry.ID(str(run.id)),
-        kind=run.kind,
-        status=run.status,
-        parameters=run.parameters,
-        software=run.software,
-        host=run.host,
-        device=run.device,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        error=run.error,
+    @strawberry.field(
+        description=f"Trained models, newest first, with their metrics, hyperparameters, "
+        f"release and training run; first is 1..{MAX_PAGE}."
     )
+    async def models(
+        self,
+        info: Info,
+        name: str | None = None,
+        property: str | None = None,
+        first: int = DEFAULT_PAGE,
+    ) -> list[ModelType]:
+        """One statement; release and run load per request through loaders."""
+        statement = select(Model.__table__).order_by(Model.created_at.desc(), Model.id.desc())
+        if name is not None:
+            statement = statement.where(Model.name == name)
+        if property is not None:
+            statement = statement.where(Model.property == property)
+        rows = await info.context.fetch(statement.limit(check_first(first)))
+        return [ModelType(row=row) for row in rows]
+
+
+async def _check_models(info: Info, models: dict[str, str]) -> None:
+    """Every model a filter names exists; otherwise an error naming the input and the models."""
+    names = sorted(set(models.values()))
+    found = {
+        r.name for r in await info.context.fetch(select(Model.name).where(Model.name.in_(names)))
+    }
+    for path, name in models.items():
+        if name not in found:
+            known = await info.context.fetch(select(Model.name).order_by(Model.name).limit(20))
+            listed = ", ".join(repr(r.name) for r in known) or "none yet"
+            raise ApiError(f"{path}: no model named {name!r}; models: {listed}")
 
 
 class _Schema(strawberry.Schema):
-    """Logs only unexpected errors (with their traceback); a user's mistake is not news."""
+    """Logs only unexpected errors (with their traceback); a user's mistake is not news.
+
+    With a timeout, a request running longer is cancelled, with the statements it left
+    running in PostgreSQL, and answered with an error saying so.
+    """
+
+    timeout: float | None = None
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """strawberry's execute, within the timeout."""
+        run = super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+        if self.timeout is None:
+            return await run
+        try:
+            return await asyncio.wait_for(run, self.timeout)
+        except TimeoutError:
+            cancelled = context_value.running.cancel() if isinstance(context_value, Context) else 0
+            logger.warning(
+                "request cancelled after %g s (%d statements cancelled): %s",
+                self.timeout,
+                cancelled,
+                " ".join((query or "").split())[:500],
+            )
+            return ExecutionResult(data=None, errors=[timeout_error(self.timeout)])
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -179,15 +232,26 @@ class _Schema(strawberry.Schema):
         super().process_errors([e for e in errors if should_mask(e)], execution_context)
 
 
-def build_schema(max_depth: int = MAX_DEPTH) -> strawberry.Schema:
-    """The schema with its guards: a depth limit, and internal errors masked."""
-    return _Schema(
-        query=Query,
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
-        ],
+def build_schema(
+    max_depth: int = MAX_DEPTH,
+    max_cost: int | None = None,
+    timeout: float | None = None,
+    mutation: type | None = None,
+) -> strawberry.Schema:
+    """The schema with its guards: depth and cost limits, a timeout, internal errors masked.
+
+    The served limits come from the settings (`create_app`). `mutation` is the Mutation type
+    (tests pass their own; its fields take `permission_classes=[RequiresToken]`).
+    """
+    extensions: list[Any] = [lambda: QueryDepthLimiter(max_depth=max_depth)]
+    if max_cost is not None:
+        extensions.append(lambda: CostLimiter(max_cost=max_cost))
+    extensions.append(
+        lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
     )
+    built = _Schema(query=Query, mutation=mutation, extensions=extensions)
+    built.timeout = timeout
+    return built
 
 
 schema = build_schema()

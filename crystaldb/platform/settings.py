@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         None, description="Artifact store: a directory or any fsspec URL; unset: data_dir/store"
     )
     log_level: str = Field("WARNING", description="Python logging level")
+    api_timeout: float = Field(
+        5.0, gt=0, le=3600, description="Seconds a GraphQL request may run before it is cancelled"
+    )
+    api_max_cost: int = Field(
+        100_000, ge=1, description="Largest estimated cost of a GraphQL query that is run"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -12,8 +12,10 @@ from crystaldb.schema.releases import Release, ReleaseMember
 from crystaldb.schema.runs import Run
 from crystaldb.schema.sources import IngestBatch, IngestReject, Source
 from crystaldb.schema.structures import ExternalId, Structure
+from crystaldb.schema.tokens import ApiToken
 
 __all__ = [
+    "ApiToken",
     "Base",
     "Calculation",
     "DescriptorSet",

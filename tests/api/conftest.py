@@ -8,6 +8,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select
+from starlette.applications import Starlette
 
 from crystaldb.api.app import create_app
 from crystaldb.ingest.load import LabelSpec, write_chunk
@@ -23,10 +25,13 @@ from crystaldb.schema import (
     Calculation,
     ExternalId,
     Label,
+    Model,
+    Prediction,
     Release,
     ReleaseMember,
     Structure,
 )
+from tests.api.derived import add_graphs, add_models
 from tests.conftest import DatabaseFactory
 from tests.ingest.realdata import SAMPLE
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
@@ -43,6 +48,7 @@ class Row:
     gaps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ids: set[tuple[str, str]] = field(default_factory=set)
     releases: set[str] = field(default_factory=set)
+    predictions: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Api:
     db: Database
     rows: dict[int, Row]
     client: httpx.Client
+    graph_ids: list[int] = field(default_factory=list)
 
     def post(self, query: str, **variables: Any) -> dict[str, Any]:
         """POST a query; the decoded response (data and/or errors)."""
@@ -118,6 +125,10 @@ def _rows(db: Database) -> dict[int, Row]:
             select(ReleaseMember.structure_id, Release.name, Release.version).join(Release)
         ):
             rows[sid].releases.add(f"{name}:{version}")
+        for sid, name, value in session.execute(
+            select(Prediction.structure_id, Model.name, Prediction.value).join(Model)
+        ):
+            rows[sid].predictions[name].append(value)
     return rows
 
 
@@ -128,16 +139,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="package")
-def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """Fill a fresh database once, serve it over HTTP for the package, stop afterwards."""
-    _, db = databases.migrated("crystaldb_api", tmp_path_factory.mktemp("api-data"))
-    with warnings.catch_warnings():  # spglib's deprecation warning on every call is noise
-        warnings.filterwarnings("ignore", message="Set OLD_ERROR_HANDLING")
-        _store(db)
-    _decorate(db)
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread; its base URL until the block ends."""
     port = _free_port()
-    config = uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -145,8 +151,23 @@ def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) ->
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    with httpx.Client(timeout=30) as client:
-        yield Api(f"http://127.0.0.1:{port}", db, _rows(db), client)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="package")
+def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """Fill a fresh database once, serve it over HTTP for the package, stop afterwards."""
+    settings, db = databases.migrated("crystaldb_api", tmp_path_factory.mktemp("api-data"))
+    with warnings.catch_warnings():  # spglib's deprecation warning on every call is noise
+        warnings.filterwarnings("ignore", message="Set OLD_ERROR_HANDLING")
+        _store(db)
+    _decorate(db)
+    add_models(db, RELEASE)
+    graph_ids = add_graphs(db)
+    with serving(create_app(db, settings)) as url, httpx.Client(timeout=30) as client:
+        yield Api(url, db, _rows(db), client, graph_ids)
     db.dispose()

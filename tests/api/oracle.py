@@ -6,6 +6,9 @@ import random
 from typing import Any
 
 from tests.api.conftest import Row
+from tests.api.derived import MODELS
+
+MODEL_NAMES = sorted(MODELS)
 
 Filter = dict[str, Any]
 
@@ -47,13 +50,18 @@ def _source(row: Row, spec: dict[str, str]) -> bool:
     return any(database == spec["database"] for database, _ in row.ids)
 
 
+def _gaps(row: Row, spec: dict[str, Any]) -> list[float]:
+    """The values a bandGap filter tests: a model's predictions, or a functional's labels."""
+    if spec.get("model"):
+        return row.predictions.get(spec["model"], [])
+    return row.gaps.get(spec.get("functional") or "PBE", [])
+
+
 def holds(spec: Filter, row: Row) -> bool:
     """Every condition of the filter object holds for the row."""
     columns = row.columns
     checks = {
-        "bandGap": lambda v: any(
-            _within(g, v) for g in row.gaps.get(v.get("functional", "PBE"), [])
-        ),
+        "bandGap": lambda v: any(_within(g, v) for g in _gaps(row, v)),
         "spaceGroup": lambda v: _space_group(row, v),
         "crystalSystem": lambda v: columns["crystal_system"] == v,
         "elements": lambda v: _elements(row, v),
@@ -86,7 +94,9 @@ def random_leaf(rng: random.Random, rows: list[Row]) -> Filter:
     )  # fmt: skip
     if kind == "bandGap":
         low = round(rng.uniform(0, 4), 2)
-        return {"bandGap": {"gte": low, "lte": round(low + rng.uniform(0, 3), 2)}}
+        bounds = {"gte": low, "lte": round(low + rng.uniform(0, 3), 2)}
+        source = rng.choice([{}, {}, {"model": rng.choice(MODEL_NAMES)}])
+        return {"bandGap": {**bounds, **source}}
     if kind == "spaceGroup":
         number = columns["spacegroup_number"] or 14
         return {"spaceGroup": rng.choice([{"number": number}, {"in": [number, 2, 62]}])}

@@ -10,13 +10,15 @@ from sqlalchemy import event
 
 from crystaldb.api.sdl import REGENERATE, SDL_PATH, sdl
 from tests.api.conftest import Api
+from tests.api.derived import MODELS
 
 NESTED = """
 query($first: Int!) {
   structures(first: $first) {
     totalCount
     edges { node { id labels { value calculation { functional } } externalIds { database id }
-                   releases { name } } }
+                   releases { name } predictions { value model { name } run { kind } }
+                   quotientGraph(recipe: "radius:3.0") { numEdges } } }
   }
 }
 """
@@ -52,14 +54,20 @@ def counted(api: Api) -> Iterator[list[str]]:
 
 
 def test_nested_lists_cost_one_statement_each_per_page(api: Api) -> None:
-    """50 structures with labels, ids and releases: page + count + one per nested list."""
+    """50 structures with labels, ids, releases, predictions (with their model and run) and
+    quotient graphs: page + count + one per nested list or object loaded."""
     with counted(api) as small:
         api.data(NESTED, first=5)
     with counted(api) as large:
         page = api.data(NESTED, first=50)
-    assert len(page["structures"]["edges"]) == 50
-    assert sum(bool(e["node"]["labels"]) for e in page["structures"]["edges"]) > 20
-    assert len(large) == len(small) == 5, large
+    nodes = [edge["node"] for edge in page["structures"]["edges"]]
+    assert len(nodes) == 50
+    assert sum(bool(node["labels"]) for node in nodes) > 20
+    assert sum(len(node["predictions"]) for node in nodes) >= 75  # two models on every other
+    assert {p["model"]["name"] for node in nodes for p in node["predictions"]} == set(MODELS)
+    assert sum(node["quotientGraph"] is not None for node in nodes) >= 1
+    # page, count, labels, external ids, releases, predictions, models, runs, graphs
+    assert len(large) == len(small) == 9, large
 
 
 def test_committed_sdl_matches_the_code() -> None:
