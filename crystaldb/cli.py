@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,13 @@ from rich.progress import (
 from rich.table import Table
 
 import crystaldb
+from crystaldb.compute.cells import Selection, select_structures
+from crystaldb.compute.graph_build import GraphBuildSummary, build_graphs
+from crystaldb.compute.graphs import parse_recipe
+from crystaldb.compute.kernel_build import build_kernel, list_kernels
+from crystaldb.compute.krr_jobs import list_models, predict_krr, train_krr
+from crystaldb.compute.soap import SoapHypers
+from crystaldb.ingest.labels import read_label_table
 from crystaldb.ingest.pipeline import (
     IngestSummary,
     ingest_omdb_gap1,
@@ -43,6 +50,7 @@ from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema import migrate
 from crystaldb.schema.inventory import count_rows
 from crystaldb.schema.runs import recent_runs
+from crystaldb.schema.tokens import create_token, list_tokens, revoke_token
 
 app = typer.Typer(
     help="crystaldb: crystal structures and their electronic properties, in PostgreSQL.",
@@ -244,8 +252,17 @@ def ingest(
         0.5, "--min-distance", min=0.0, help="Refuse sites closer than this (angstrom)."
     ),
     symprec: float = typer.Option(0.1, "--symprec", min=1e-5, help="spglib tolerance (angstrom)."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="CSV of FILE_NAME,VALUE rows (e.g. JARVIS id_prop.csv)."
+    ),
+    label_method: str = typer.Option(
+        "band_gap:PBE", "--label-method", help="PROPERTY:FUNCTIONAL of the --labels values."
+    ),
+    label_code: str = typer.Option("unknown", "--label-code", help="Code that computed them."),
+    label_unit: str = typer.Option("eV", "--label-unit", help="Unit of the --labels values."),
 ) -> None:
     """Load structures on Dask workers; safe to re-run: it resumes and never doubles."""
+    table = read_label_table(labels, label_method, label_unit, label_code) if labels else None
     settings = load_settings()
     db = _database(settings)
     migrate.require_current(db)
@@ -274,10 +291,345 @@ def ingest(
                 workers=workers,
                 on_progress=on_progress,
                 on_total=on_total,
+                label_table=table,
             )
         else:
             raise typer.BadParameter(f"{fmt!r}: expected auto or omdb-gap1", param_hint="--format")
     _print_ingest_summary(db, summary)
+
+
+# --- crystaldb token -------------------------------------------------------------------------
+
+token_app = typer.Typer(
+    help="API tokens for mutations (queries need none): create, list, revoke.",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="A name for people and logs, e.g. alice-laptop."),
+) -> None:
+    """Create an API token and print it, this once: the database keeps only its sha256."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    token = create_token(db, name)
+    print(token)  # alone on stdout, so TOKEN=$(crystaldb token create NAME) works
+    err_console.print(
+        f"token {name} created: it is shown only now, so keep it; send it as the header "
+        f"`Authorization: Bearer <token>`; `crystaldb token revoke {name}` ends it",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: name, created, last used, and whether it was revoked (never the token)."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    table = Table("name", "created", "last used", "status")
+    for token in list_tokens(db):
+        table.add_row(
+            token.name,
+            f"{token.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{token.last_used_at:%Y-%m-%d %H:%M:%S}" if token.last_used_at else "never",
+            f"[red]revoked {token.revoked_at:%Y-%m-%d %H:%M:%S}[/red]"
+            if token.revoked_at
+            else "[green]live[/green]",
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke a token: requests sending it are refused from now on."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    token, newly = revoke_token(db, name)
+    assert token.revoked_at is not None
+    when = f"{token.revoked_at:%Y-%m-%d %H:%M:%S}"
+    console.print(f"token {name} {'revoked at' if newly else 'was already revoked at'} {when}")
+
+
+# --- crystaldb kernel / train / predict / models -------------------------------------------
+
+kernel_app = typer.Typer(
+    help="SOAP descriptors and kernel matrices (Zarr, tiled on Dask): build, list.",
+    no_args_is_help=True,
+)
+app.add_typer(kernel_app, name="kernel")
+train_app = typer.Typer(help="Train models on a release's training split.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@contextmanager
+def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """One bar per stage of a job (descriptors, tiles, folds, ...), created as stages start."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[str, Any] = {}
+    with progress:
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _selection(
+    db: Database, release: str | None, where: str | None, everything: bool, what: str
+) -> Selection:
+    """Exactly one of --release, --where, --all."""
+    if sum((release is not None, where is not None, everything)) != 1:
+        raise typer.BadParameter(f"give one of --release, --where or --all for {what}")
+    return select_structures(db, release=release, where=where)
+
+
+@kernel_app.command("build")
+def kernel_build(
+    release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
+    where: str | None = typer.Option(None, "--where", help="Structures matching a filter."),
+    everything: bool = typer.Option(False, "--all", help="Every structure in the database."),
+    columns: str | None = typer.Option(
+        None,
+        "--columns-release",
+        help="NAME[:VERSION]: a rectangle against this release's train split (for prediction).",
+    ),
+    descriptor: str = typer.Option("soap", "--descriptor", help="Only soap for now."),
+    rc: float = typer.Option(4.0, "--rc", help="SOAP cutoff radius (angstrom)."),
+    n: int = typer.Option(8, "--n", help="Radial functions n_max (featomic max_radial = n - 1)."),
+    l_max: int = typer.Option(6, "--l", help="Highest angular channel l_max."),
+    sigma: float = typer.Option(0.5, "--sigma", help="Gaussian width (angstrom)."),
+    zeta: float = typer.Option(1.0, "--zeta", help="Kernel exponent (1: the paper's)."),
+    tile: int = typer.Option(2048, "--tile", help="Rows and columns per tile and Zarr chunk."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
+) -> None:
+    """The average SOAP kernel as a tiled Zarr array; re-running resumes an interrupted build."""
+    if descriptor != "soap":
+        raise typer.BadParameter(
+            f"{descriptor!r}: only soap is available", param_hint="--descriptor"
+        )
+    hypers = SoapHypers(cutoff=rc, n_max=n, l_max=l_max, gaussian_width=sigma)
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    rows = _selection(db, release, where, everything, "the kernel's rows")
+    cols = None
+    if columns is not None:
+        target = select_structures(db, release=columns)
+        cols = [
+            s
+            for s, split in zip(target.structure_ids, target.splits or (), strict=True)
+            if split == "train"
+        ]
+    with _stage_progress() as update:
+        summary = build_kernel(
+            db,
+            settings,
+            rows.structure_ids,
+            cols,
+            hypers=hypers,
+            zeta=zeta,
+            tile=tile,
+            workers=workers,
+            on_progress=update,
+            description=rows.description,
+        )
+    console.print(
+        f"kernel {summary.kernel_id}: {summary.shape[0]} x {summary.shape[1]} "
+        f"({rows.description}), {summary.tiles_computed} of {summary.tiles_total} tiles computed"
+        f" by run {summary.run_id}\n  {summary.array_uri}\n  sha256 {summary.checksum}"
+    )
+
+
+@kernel_app.command("list")
+def kernel_list() -> None:
+    """Every kernel: shape, hyperparameters, status and where its array is."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    table = Table("id", "shape", "SOAP rc/n/l/sigma", "zeta", "tile", "status", "array")
+    for kernel, hypers in list_kernels(db):
+        table.add_row(
+            str(kernel.id),
+            " x ".join(map(str, kernel.shape)),
+            f"{hypers['cutoff']}/{hypers['n_max']}/{hypers['l_max']}/{hypers['gaussian_width']}",
+            str(kernel.hyperparameters.get("zeta")),
+            str(kernel.chunks[0]),
+            kernel.status,
+            kernel.array_uri,
+        )
+    console.print(table)
+
+
+@train_app.command("krr")
+def train_krr_command(
+    kernel: int = typer.Option(..., "--kernel", help="A square kernel over the release."),
+    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
+    folds: int = typer.Option(10, "--folds", min=2, help="Cross-validation folds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
+    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
+) -> None:
+    """Kernel ridge regression: regularisation by k-fold CV, Cholesky fit, test metrics."""
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    with _stage_progress() as update:
+        summary = train_krr(
+            db, settings, kernel, release, folds=folds, seed=seed, name=name, on_progress=update
+        )
+    table = Table("regularisation", f"{folds}-fold CV MAE (eV)")
+    for value, mae in summary.cv_mae.items():
+        mark = " [green]<- chosen[/green]" if value == summary.regularisation else ""
+        table.add_row(f"{value:g}", f"{mae:.3f}{mark}")
+    console.print(table)
+    test = summary.metrics
+    if test:
+        console.print(
+            f"model {summary.model_id} ({summary.name}): test MAE {test['mae']:.3f} eV "
+            f"[{test['mae_ci95'][0]:.3f}, {test['mae_ci95'][1]:.3f}], RMSE {test['rmse']:.3f} eV "
+            f"on {test['n']} structures; predicting the training median: "
+            f"{summary.baseline_mae:.3f} eV"
+        )
+    else:
+        console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
+
+
+@app.command("predict")
+def predict_command(
+    model: int = typer.Option(..., "--model", help="The model's id (see `crystaldb models`)."),
+    release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
+    where: str | None = typer.Option(None, "--where", help="Structures matching a filter."),
+    everything: bool = typer.Option(False, "--all", help="Every structure in the database."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Structures per task."),
+) -> None:
+    """Predict band gaps on Dask workers and store them with their run."""
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    selection = _selection(db, release, where, everything, "the structures to predict")
+    with _stage_progress() as update:
+        run_id, written = predict_krr(
+            db, settings, model, selection, workers, batch_size, on_progress=update
+        )
+    console.print(f"{written} predictions by model {model} stored by run {run_id}")
+
+
+@app.command("models")
+def models_command() -> None:
+    """Every trained model: architecture, release, test metrics."""
+    db = _database(load_settings())
+    migrate.require_current(db)
+    table = Table("id", "name", "architecture", "release", "test MAE (eV)", "RMSE", "created")
+    for model, release_label in list_models(db):
+        test = model.metrics.get("test", {})
+        table.add_row(
+            str(model.id),
+            model.name,
+            model.architecture,
+            release_label or "-",
+            f"{test['mae']:.3f}" if test else "-",
+            f"{test['rmse']:.3f}" if test else "-",
+            f"{model.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+# --- crystaldb graphs ------------------------------------------------------------------------
+
+graphs_app = typer.Typer(
+    help="Quotient graphs: each cell's periodic multigraph, one set per recipe.",
+    no_args_is_help=True,
+)
+app.add_typer(graphs_app, name="graphs")
+
+
+@contextmanager
+def _graphs_progress(recipe: str) -> Iterator[Callable[[GraphBuildSummary], None]]:
+    """A bar with structures done, edges written and failures, and the rate."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]graphs {recipe}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[outcome]}"),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    start = time.perf_counter()
+    with progress:
+        task = progress.add_task("graphs", total=None, outcome="", rate="")
+
+        def on_progress(summary: GraphBuildSummary) -> None:
+            rate = summary.done / max(time.perf_counter() - start, 1e-9)
+            progress.update(
+                task,
+                total=summary.todo,
+                completed=summary.done,
+                outcome=f"{summary.edges:,} edges [red]{summary.failed} failed[/red]",
+                rate=f"{rate:,.0f} structures/s",
+            )
+
+        yield on_progress
+
+
+@graphs_app.command("build")
+def graphs_build(
+    recipe: str = typer.Option(
+        ...,
+        "--recipe",
+        help="radius:R | knn:K[,RMAX] (RMAX 8 Å by default; ties with the K-th kept) | "
+        "voronoi[:MIN_SOLID_ANGLE] (0.2 sr by default).",
+    ),
+    release: str | None = typer.Option(
+        None, "--release", help="Only this release's members (NAME or NAME:VERSION)."
+    ),
+    where: str | None = typer.Option(
+        None, "--where", help='Only structures matching a filter, e.g. "nsites <= 100".'
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local Dask worker processes [default: settings]."
+    ),
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, help="Structures per task and commit."
+    ),
+) -> None:
+    """Build the recipe's graph of every selected structure (all by default) that has none."""
+    parsed = parse_recipe(recipe)
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    selection = select_structures(db, release=release, where=where)
+    with _graphs_progress(parsed.name) as on_progress:
+        summary = build_graphs(
+            db,
+            settings,
+            parsed,
+            selection,
+            workers=workers,
+            batch_size=batch_size,
+            on_progress=on_progress,
+        )
+    console.print(
+        f"recipe {summary.recipe} (run {summary.run_id}): {summary.selected} structures "
+        f"selected, {summary.built} graphs built ({summary.edges:,} edges), "
+        f"{summary.already} already built, {summary.failed} failed",
+        soft_wrap=True,
+    )
+    for message in summary.errors[:10]:
+        console.print(f"  [red]failed[/red] {message}", highlight=False)
 
 
 # --- crystaldb release -----------------------------------------------------------------------
@@ -508,6 +860,46 @@ SAMPLE = Path(__file__).parent / "data" / "sample"
 SAMPLE_SOURCES = ((("cod", "malformed"), None), (("cofs",), "curated-cofs"))
 
 
+DEMO_RELEASE = "jarvis-demo"
+
+
+def _demo_model(db: Database, settings: Settings) -> None:
+    """The bundled JARVIS crystals with their real gaps: a release, a kernel, a KRR model."""
+    folder = SAMPLE / "jarvis"
+    table = read_label_table(folder / "id_prop.csv", "band_gap:OptB88vdW", code="VASP")
+    console.print("Ingesting the bundled sample: jarvis, with its OptB88vdW band gaps")
+    with _ingest_progress() as (on_total, on_progress):
+        summary = ingest_paths(
+            db, settings, [folder], label_table=table, on_progress=on_progress, on_total=on_total
+        )
+    _print_ingest_summary(db, summary)
+    existing = [r for r in list_releases(db) if r.name == DEMO_RELEASE]
+    if not existing:
+        with _step(f"Release {DEMO_RELEASE} created (first 40 train, last 10 test)"):
+            create_release(
+                db, DEMO_RELEASE, "1.0", label="band_gap:OptB88vdW", split="ordered:40,10"
+            )
+    members = select_structures(db, release=DEMO_RELEASE)
+    with _stage_progress() as update:
+        kernel = build_kernel(
+            db, settings, members.structure_ids, on_progress=update, description=DEMO_RELEASE
+        )
+    console.print(
+        f"[green]✓[/green] kernel {kernel.kernel_id}: average SOAP (r_c 4 A, n 8, l 6), "
+        f"{kernel.shape[0]} x {kernel.shape[1]}, in {kernel.array_uri}"
+    )
+    trained = train_krr(db, settings, kernel.kernel_id, DEMO_RELEASE)
+    test = trained.metrics
+    console.print(
+        f"[green]✓[/green] model {trained.model_id} ({trained.name}): KRR, regularisation "
+        f"{trained.regularisation:g} by 10-fold CV; test MAE {test['mae']:.2f} eV on "
+        f"{test['n']} crystals (predicting the training median: {trained.baseline_mae:.2f} eV)"
+    )
+    with _stage_progress() as update:
+        _, written = predict_krr(db, settings, trained.model_id, members, on_progress=update)
+    console.print(f"[green]✓[/green] {written} band gaps predicted and stored with their run")
+
+
 @app.command("demo")
 def demo(
     serve_after: bool = typer.Option(
@@ -530,6 +922,7 @@ def demo(
                 db, settings, paths, database=source, on_progress=on_progress, on_total=on_total
             )
         _print_ingest_summary(db, summary)
+    _demo_model(db, settings)
     console.print(render_status(collect_status(settings, db)))
     if serve_after:
         from crystaldb.api.server import serve as run_server

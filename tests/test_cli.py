@@ -167,7 +167,9 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
     assert f"http://127.0.0.1:{port}/graphql" in out
     assert (tmp_path / "crystaldb" / "pgdata" / "PG_VERSION").is_file()
     batches = re.findall(r"batch \d+ \(run \d+\): (\d+) inputs, (\d+) structures stored", out)
-    assert len(batches) == 2  # the bundled COD (+ malformed) sample, then the COFs
+    assert len(batches) == 3  # the bundled COD (+ malformed) sample, the COFs, JARVIS
+    assert re.search(r"model \d+ \(krr-jarvis-demo-run\d+\): KRR", out)
+    assert "50 band gaps predicted and stored" in out
     assert report["database"]["embedded"] is True
     assert report["database"]["up_to_date"] is True
     assert "pgdata" in report["database"]["url"]

@@ -23,14 +23,15 @@ from crystaldb.platform.settings import Settings, load_settings
 class _GraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view, with a fresh Context (and DataLoaders) per request."""
 
-    def __init__(self, db: Database, schema: Schema) -> None:
+    def __init__(self, db: Database, schema: Schema, settings: Settings | None) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.db = db
+        self.settings = settings
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         """New loaders for every request, and the request's `Authorization: Bearer` token."""
         bearer, other = parse_authorization(request.headers.get("authorization"))
-        return Context(self.db, bearer=bearer, authorization=other)
+        return Context(self.db, bearer=bearer, authorization=other, settings=self.settings)
 
 
 def _ping(db: Database) -> None:
@@ -60,10 +61,10 @@ def create_app(
     The cost limit and timeout come from `settings` (CRYSTALDB_API_MAX_COST and
     CRYSTALDB_API_TIMEOUT; loaded when not given); `schema` replaces the served one (tests).
     """
+    settings = settings or load_settings()
     if schema is None:
-        settings = settings or load_settings()
         schema = build_schema(max_cost=settings.api_max_cost, timeout=settings.api_timeout)
-    graphql = _GraphQL(db, schema)
+    graphql = _GraphQL(db, schema, settings)
     routes = [
         _health(db),
         Route("/graphql", graphql, methods=["GET", "POST"]),

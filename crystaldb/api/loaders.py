@@ -20,6 +20,7 @@ from strawberry.dataloader import DataLoader
 
 from crystaldb.api.errors import ApiError
 from crystaldb.platform.database import Database
+from crystaldb.platform.settings import Settings
 from crystaldb.schema.graphs import GraphRecipe, QuotientGraph
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model, Prediction
@@ -251,6 +252,7 @@ class Context:
     db: Database
     bearer: str | None = None  # the token of `Authorization: Bearer <token>`
     authorization: str | None = None  # the header as sent, when it is not of that form
+    settings: Settings | None = None  # where models' weights are (mutations that predict)
     running: Running = field(default_factory=Running)
     cells: DataLoader[int, Rows] = field(init=False)
     labels: DataLoader[int, Rows] = field(init=False)

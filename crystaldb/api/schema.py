@@ -19,6 +19,7 @@ from crystaldb.api.errors import MASKED_MESSAGE, ApiError, should_mask
 from crystaldb.api.filters import StructureFilter, compile_filter
 from crystaldb.api.limits import CostLimiter, timeout_error
 from crystaldb.api.loaders import SUMMARY_COLUMNS, Context, releases_with_counts
+from crystaldb.api.mutations import Mutation
 from crystaldb.api.pagination import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -240,8 +241,8 @@ def build_schema(
 ) -> strawberry.Schema:
     """The schema with its guards: depth and cost limits, a timeout, internal errors masked.
 
-    The served limits come from the settings (`create_app`). `mutation` is the Mutation type
-    (tests pass their own; its fields take `permission_classes=[RequiresToken]`).
+    The served limits come from the settings (`create_app`). `mutation` replaces the served
+    Mutation type (tests pass their own; its fields take `permission_classes=[RequiresToken]`).
     """
     extensions: list[Any] = [lambda: QueryDepthLimiter(max_depth=max_depth)]
     if max_cost is not None:
@@ -249,7 +250,7 @@ def build_schema(
     extensions.append(
         lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
     )
-    built = _Schema(query=Query, mutation=mutation, extensions=extensions)
+    built = _Schema(query=Query, mutation=mutation or Mutation, extensions=extensions)
     built.timeout = timeout
     return built
 

@@ -21,6 +21,7 @@ from crystaldb.platform.errors import CrystaldbError
 
 # The grid the regularisation is chosen from by 10-fold cross-validation.
 DEFAULT_GRID = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+TIE_EV = 1e-4  # validation MAEs closer than this (eV) are not told apart
 STRIP = 512  # rows restored at a time: a strip of 512 x N, never a second N x N
 
 # read(rows, cols) -> K[rows][:, cols], the kernel reader (Zarr in jobs, an array in tests)
@@ -131,7 +132,8 @@ def cross_validate(
         if on_fold:
             on_fold(fold + 1, folds)
     mae = errors.mean(axis=0)
-    best = max(g for g, m in zip(grid, mae, strict=True) if m <= mae.min() + 1e-12)
+    # within TIE_EV of the best counts as a tie: take the strongest regularisation, the stabler
+    best = max(g for g, m in zip(grid, mae, strict=True) if m <= mae.min() + TIE_EV)
     return CrossValidation(tuple(grid), tuple(float(m) for m in mae), folds, best)
 
 

@@ -16,7 +16,7 @@ import tarfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 
 from crystaldb.ingest.files import check_text, sha256_bytes
 from crystaldb.ingest.formats import parser_for
+from crystaldb.ingest.labels import SOURCE_PROPERTY, LabelTable, file_key
 from crystaldb.ingest.load import ChunkCounts, Entry, LabelSpec, write_chunk
 from crystaldb.ingest.omdb import BAND_GAP, read_omdb_gap1
 from crystaldb.ingest.process import validate_all
@@ -206,14 +207,33 @@ def _too_large(name: str, size: int, max_bytes: int) -> Rejection:
 # --- process (on the workers) ------------------------------------------------------------
 
 
-def process_payloads(items: Sequence[Payload], limits: Limits, database: str | None) -> list[Entry]:
-    """Parse and validate a chunk of files; pure, so it runs on any worker."""
+def process_payloads(
+    items: Sequence[Payload],
+    limits: Limits,
+    database: str | None,
+    labels: dict[str, float] | None = None,
+) -> list[Entry]:
+    """Parse and validate a chunk of files; pure, so it runs on any worker.
+
+    `labels` are values by file name (from a label table) set on the file's records.
+    """
     out: list[Entry] = []
     with warnings.catch_warnings():  # readers' warnings are per file, not for the console
         warnings.simplefilter("ignore")
         for item in items:
-            out.extend(process_payload(item, limits, database))
+            entries = process_payload(item, limits, database)
+            value = (labels or {}).get(file_key(item.name))
+            if value is not None:
+                entries = [_labelled(entry, value) for entry in entries]
+            out.extend(entries)
     return out
+
+
+def _labelled(entry: Entry, value: float) -> Entry:
+    """A record carrying its label table value; rejections pass unchanged."""
+    if isinstance(entry, Rejection):
+        return entry
+    return replace(entry, properties={**entry.properties, SOURCE_PROPERTY: value})
 
 
 def process_payload(item: Payload, limits: Limits, database: str | None) -> list[Entry]:
@@ -250,8 +270,12 @@ def ingest_paths(
     workers: int | None = None,
     on_progress: Progress | None = None,
     on_total: Callable[[int | None], None] | None = None,
+    label_table: LabelTable | None = None,
 ) -> IngestSummary:
-    """Ingest files, folders and archives of structure files into the database."""
+    """Ingest files, folders and archives of structure files into the database.
+
+    With a label table, each file's value becomes a label of its structures.
+    """
     files, ignored = expand(paths)
     if on_total is not None:
         on_total(count_inputs(files))
@@ -262,13 +286,18 @@ def ingest_paths(
         "chunk_size": chunk_size,
         "ignored_files": ignored,
     }
+    spec = None
+    if label_table is not None:
+        spec = label_table.spec
+        parameters["label_table"] = {"rows": len(label_table.values), **vars(spec)}
     stream = payloads(files, limits.max_file_bytes)
 
     def submit(client: Client, chunk: list[Payload]) -> Future:
-        return client.submit(process_payloads, chunk, limits, database, pure=False)
+        values = label_table.for_names([p.name for p in chunk]) if label_table else None
+        return client.submit(process_payloads, chunk, limits, database, values, pure=False)
 
     summary = run_batch(
-        db, settings, parameters, database, stream, submit, chunk_size, workers, None, on_progress
+        db, settings, parameters, database, stream, submit, chunk_size, workers, spec, on_progress
     )
     summary.ignored = ignored
     return summary

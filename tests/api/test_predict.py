@@ -1,0 +1,112 @@
+"""predictBandGap over real HTTP: a real CIF, a KRR model trained on real JARVIS gaps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from crystaldb.api.app import create_app
+from crystaldb.compute.cells import Cell, select_structures
+from crystaldb.compute.kernel_build import build_kernel
+from crystaldb.compute.krr_jobs import load_krr, predict_cells, train_krr
+from crystaldb.compute.soap import SoapHypers
+from crystaldb.ingest.process import process_file
+from crystaldb.ingest.records import StructureRecord
+from crystaldb.schema import Prediction, Structure
+from crystaldb.schema.tokens import create_token
+from tests.api.conftest import serving
+from tests.compute.conftest import LabelledDatabase, jarvis  # noqa: F401  (the fixture)
+from tests.conftest import REPO
+
+SAMPLE = REPO / "crystaldb" / "data" / "sample"
+CIF = SAMPLE / "cod" / "1000039.cif"  # Ca3Al2O6
+MUTATION = """
+mutation($cif: String!, $store: Boolean!) {
+  predictBandGap(cif: $cif, store: $store) {
+    reducedFormula nsites spacegroupNumber mean spread structureId
+    predictions { value unit model { name architecture } }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def served(jarvis: LabelledDatabase) -> Iterator[tuple[str, str, int]]:  # noqa: F811
+    """A KRR model on the JARVIS release, a live token, and the app serving them."""
+    ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    hypers = SoapHypers(n_max=4, l_max=3)
+    kernel = build_kernel(jarvis.db, jarvis.settings, ids, hypers=hypers, workers=1)
+    model = train_krr(
+        jarvis.db, jarvis.settings, kernel.kernel_id, jarvis.release, folds=5, name="krr-api"
+    )
+    token = create_token(jarvis.db, "api-test")
+    with serving(create_app(jarvis.db, jarvis.settings)) as url:
+        yield url, token, model.model_id
+
+
+def _post(url: str, token: str | None, cif: str, store: bool = False) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(
+        f"{url}/graphql",
+        json={"query": MUTATION, "variables": {"cif": cif, "store": store}},
+        headers=headers,
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_prediction_is_the_models_own(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+    url, token, model_id = served
+    body = _post(url, token, CIF.read_text())
+    assert "errors" not in body, body
+    result = body["data"]["predictBandGap"]
+    record = next(r for r in process_file(CIF) if isinstance(r, StructureRecord))
+    cell = Cell(0, np.asarray(record.lattice), np.asarray(record.frac_coords),
+                np.asarray(record.atomic_numbers))  # fmt: skip
+    _, weights = load_krr(jarvis.db, jarvis.settings, model_id)
+    expected = float(predict_cells([cell], weights)[0])
+    assert result["predictions"] == [
+        {
+            "value": pytest.approx(expected),
+            "unit": "eV",
+            "model": {"name": "krr-api", "architecture": "krr"},
+        }
+    ]
+    assert result["mean"] == pytest.approx(expected) and result["spread"] is None
+    assert (result["reducedFormula"], result["nsites"]) == (record.reduced_formula, record.nsites)
+    assert result["structureId"] is None
+    with jarvis.db.session() as session:  # nothing stored without `store`
+        known = select(Structure.id).where(Structure.fingerprint == record.fingerprint)
+        assert session.scalar(known) is None
+
+
+def test_store_keeps_structure_and_prediction(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+    url, token, model_id = served
+    first = _post(url, token, CIF.read_text(), store=True)["data"]["predictBandGap"]
+    again = _post(url, token, CIF.read_text(), store=True)["data"]["predictBandGap"]
+    assert first["structureId"] is not None and again["structureId"] == first["structureId"]
+    with jarvis.db.session() as session:
+        stored = session.scalars(
+            select(Prediction.value).where(
+                Prediction.structure_id == int(first["structureId"]),
+                Prediction.model_id == model_id,
+            )
+        ).all()
+    assert stored == [pytest.approx(first["mean"])] * 2
+
+
+def test_refusals_are_clear(served) -> None:
+    url, token, _ = served
+    unauthenticated = _post(url, None, CIF.read_text())
+    assert unauthenticated["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "crystaldb token create" in unauthenticated["errors"][0]["message"]
+    broken = _post(url, token, (SAMPLE / "malformed").glob("*.cif").__next__().read_text())
+    assert broken["data"] is None
+    assert broken["errors"][0]["message"].startswith("cif: cannot be used")
+    empty = _post(url, token, "")
+    assert empty["errors"][0]["message"].startswith("cif: cannot be used")
