@@ -183,11 +183,32 @@ async def _check_models(info: Info, models: dict[str, str]) -> None:
             raise ApiError(f"{path}: no model named {name!r}; models: {listed}")
 
 
+MUTATION_TIMEOUT_S = 120.0  # mutations run models for token holders: seconds, not ms
+
+
+def _is_mutation(query: str | None, operation_name: str | None) -> bool:
+    """Whether the operation to run is a mutation (they get MUTATION_TIMEOUT_S)."""
+    from graphql import GraphQLSyntaxError, OperationDefinitionNode, parse
+
+    try:
+        document = parse(query or "")
+    except GraphQLSyntaxError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [
+        o
+        for o in operations
+        if operation_name is None or (o.name and o.name.value == operation_name)
+    ]
+    return bool(chosen) and chosen[0].operation.value == "mutation"
+
+
 class _Schema(strawberry.Schema):
     """Logs only unexpected errors (with their traceback); a user's mistake is not news.
 
     With a timeout, a request running longer is cancelled, with the statements it left
-    running in PostgreSQL, and answered with an error saying so.
+    running in PostgreSQL, and answered with an error saying so; mutations (which need a
+    token and run models) may take up to MUTATION_TIMEOUT_S.
     """
 
     timeout: float | None = None
@@ -212,19 +233,22 @@ class _Schema(strawberry.Schema):
             allowed_operation_types,
             operation_extensions,
         )
-        if self.timeout is None:
+        limit = self.timeout
+        if limit is not None and _is_mutation(query, operation_name):
+            limit = max(limit, MUTATION_TIMEOUT_S)
+        if limit is None:
             return await run
         try:
-            return await asyncio.wait_for(run, self.timeout)
+            return await asyncio.wait_for(run, limit)
         except TimeoutError:
             cancelled = context_value.running.cancel() if isinstance(context_value, Context) else 0
             logger.warning(
                 "request cancelled after %g s (%d statements cancelled): %s",
-                self.timeout,
+                limit,
                 cancelled,
                 " ".join((query or "").split())[:500],
             )
-            return ExecutionResult(data=None, errors=[timeout_error(self.timeout)])
+            return ExecutionResult(data=None, errors=[timeout_error(limit)])
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -35,6 +35,9 @@ def dask_client(settings: Settings, n_workers: int | None = None) -> Iterator[Cl
     scratch.mkdir(parents=True, exist_ok=True)
     workers = n_workers or settings.dask_workers
     log.info("starting a local Dask cluster with %d worker processes", workers)
+    # Workers that ran several featomic tasks sometimes outlive the nanny's 4 s grace at
+    # shutdown and are killed then, after every result is in: that warning is not news.
+    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     # A task whose worker dies fails at once (KilledWorker) instead of killing two more
     # workers: jobs isolate the culprit themselves (see ingest.pipeline).
     with (
@@ -115,7 +118,6 @@ def bounded_map(
     for future in queue:
         index = pending.pop(future)
         result = future.result()
-        future.release()
         yield index, result
         feed()
 
