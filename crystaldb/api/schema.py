@@ -40,6 +40,8 @@ from crystaldb.api.types import (
     release_type,
     run_type,
 )
+from crystaldb.compute.kernel_build import KernelError
+from crystaldb.compute.similarity import similar as similar_structures
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
 from crystaldb.schema.ml import Model
 from crystaldb.schema.releases import Release
@@ -74,6 +76,15 @@ def _structure_id(text: str) -> int:
 
 
 @strawberry.type
+class SimilarStructure:
+    """A neighbour in kernel space."""
+
+    structure: StructureType
+    kernel: float = strawberry.field(description="K(A, B), 1 for identical environments.")
+    distance: float = strawberry.field(description="sqrt(K(A,A) + K(B,B) - 2K(A,B)).")
+
+
+@strawberry.type
 class Query:
     @strawberry.field(
         description=f"Structures matching the filter; first is 1..{MAX_PAGE}, default "
@@ -105,6 +116,38 @@ class Query:
         end = edges[-1].cursor if edges else None
         info_ = PageInfo(has_next_page=len(rows) > first, end_cursor=end)
         return StructureConnection(edges=edges, page_info=info_, count=query.count)
+
+    @strawberry.field(
+        description="The k structures nearest to one in a stored average-SOAP kernel (the newest"
+        " complete square kernel holding it, or `kernel`), by D^2 = K(A,A) + K(B,B) - 2K(A,B)."
+    )
+    async def similar(
+        self, info: Info, id: strawberry.ID, k: int = 10, kernel: strawberry.ID | None = None
+    ) -> list[SimilarStructure]:
+        """One kernel row read from Zarr in a worker thread, then the structures in one query."""
+        structure_id = _structure_id(id)
+        kernel_id = None if kernel is None else _structure_id(kernel)
+        settings = info.context.settings
+        if settings is None:
+            raise ApiError("this server has no artifact store configured for kernels")
+        try:
+            found = await asyncio.to_thread(
+                similar_structures, info.context.db, settings, structure_id, k, kernel_id
+            )
+        except KernelError as exc:
+            raise ApiError(str(exc)) from None
+        ids = [n.structure_id for n in found]
+        rows = await info.context.fetch(select(*SUMMARY_COLUMNS).where(Structure.id.in_(ids)))
+        by_id = {r.id: r for r in rows}
+        return [
+            SimilarStructure(
+                structure=StructureType(row=by_id[n.structure_id]),
+                kernel=n.kernel,
+                distance=n.distance,
+            )
+            for n in found
+            if n.structure_id in by_id
+        ]
 
     @strawberry.field(description="One structure by id, null if there is none.")
     async def structure(self, info: Info, id: strawberry.ID) -> StructureType | None:

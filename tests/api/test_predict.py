@@ -110,3 +110,37 @@ def test_refusals_are_clear(served) -> None:
     assert broken["errors"][0]["message"].startswith("cif: cannot be used")
     empty = _post(url, token, "")
     assert empty["errors"][0]["message"].startswith("cif: cannot be used")
+
+
+SIMILAR = """
+query($id: ID!, $k: Int!) {
+  similar(id: $id, k: $k) { kernel distance structure { id reducedFormula } }
+}"""
+
+
+def test_similar_reads_the_stored_kernel(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+    from crystaldb.platform.store import ArtifactStore
+    from crystaldb.schema import KernelMatrix
+
+    url, _, _ = served
+    with jarvis.db.session() as session:
+        kernel = session.scalars(select(KernelMatrix).order_by(KernelMatrix.id.desc())).first()
+        assert kernel is not None
+        ids, kernel_id = list(kernel.row_ids), kernel.id
+    matrix = ArtifactStore(jarvis.settings.store_location).open_array(f"kernels/{kernel_id}/matrix")
+    full = np.asarray(matrix[:])
+    target = ids[3]
+    d2 = np.diag(full)[3] + np.diag(full) - 2 * full[3]
+    d2[3] = np.inf
+    expected = [ids[i] for i in np.argsort(d2, kind="stable")[:4]]
+    response = httpx.post(
+        f"{url}/graphql", json={"query": SIMILAR, "variables": {"id": str(target), "k": 4}}
+    ).json()
+    found = response["data"]["similar"]
+    assert [int(n["structure"]["id"]) for n in found] == expected
+    distances = [n["distance"] for n in found]
+    assert distances == sorted(distances) and all(0 <= d <= 2**0.5 + 1e-9 for d in distances)
+    missing = httpx.post(
+        f"{url}/graphql", json={"query": SIMILAR, "variables": {"id": "987654", "k": 4}}
+    ).json()
+    assert "build one over it with `crystaldb kernel build`" in missing["errors"][0]["message"]
