@@ -500,6 +500,9 @@ def train_krr_command(
             f"on {test['n']} structures; predicting the training median: "
             f"{summary.baseline_mae:.3f} eV"
         )
+        curve = ", ".join(f"{p['train']}: {p['test_mae']:.3f}" for p in summary.learning_curve)
+        console.print(f"learning curve (training structures: test MAE in eV): {curve}")
+        console.print(f"  plot: {summary.plot_uri}")
     else:
         console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
 

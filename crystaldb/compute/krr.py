@@ -166,3 +166,28 @@ def regression_metrics(
             float(np.percentile(rmse_draws, 97.5)),
         ],
     }
+
+
+def learning_curve(
+    read: Reader,
+    train: np.ndarray,
+    y: np.ndarray,
+    test: np.ndarray,
+    y_test: np.ndarray,
+    regularisation: float,
+    points: int = 6,
+    seed: int = 0,
+) -> list[tuple[int, float]]:
+    """Test MAE against training size: nested random subsets, log-spaced up to all of train."""
+    if len(test) == 0 or len(train) < 2:
+        return []
+    order = np.random.default_rng(seed).permutation(len(train))
+    smallest = min(len(train), max(2, len(train) // 32))
+    sizes = np.unique(np.geomspace(smallest, len(train), points).astype(int))
+    curve = []
+    for size in sizes:
+        chosen = np.sort(order[:size])
+        subset = fit(read, train[chosen], y[chosen], regularisation)
+        guess = predict(read, test, train[chosen], subset)
+        curve.append((int(size), float(np.abs(guess - y_test).mean())))
+    return curve

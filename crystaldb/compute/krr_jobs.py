@@ -30,6 +30,7 @@ from crystaldb.compute.krr import (
     Fit,
     cross_validate,
     fit,
+    learning_curve,
     predict,
     regression_metrics,
 )
@@ -51,6 +52,28 @@ class ModelError(CrystaldbError):
     """A model that cannot be trained or used as asked."""
 
 
+def learning_curve_png(curve: list[dict[str, float]], baseline: float, name: str) -> bytes:
+    """Test MAE against training size on log axes, with the median baseline: a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.5), dpi=100)
+    sizes = [p["train"] for p in curve]
+    axes.loglog(sizes, [p["test_mae"] for p in curve], "o-", label=name)
+    axes.axhline(baseline, color="grey", linestyle="--", label="predict the training median")
+    axes.set_xlabel("training structures")
+    axes.set_ylabel("test MAE (eV)")
+    axes.set_title("Learning curve")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 @dataclass(frozen=True)
 class TrainSummary:
     """What `crystaldb train krr` reports."""
@@ -62,6 +85,8 @@ class TrainSummary:
     cv_mae: dict[float, float]
     metrics: dict[str, Any]
     baseline_mae: float
+    learning_curve: list[dict[str, float]]
+    plot_uri: str | None
 
 
 @dataclass(frozen=True)
@@ -220,11 +245,16 @@ def train_krr(
             guess = predict(read, test, train, model_fit)
             metrics["test"] = regression_metrics(guess, y_test, seed=seed)
             metrics["baseline_median_mae"] = baseline
+            curve = learning_curve(read, train, y_train, test, y_test, cv.best, seed=seed)
+            metrics["learning_curve"] = [{"train": n, "test_mae": m} for n, m in curve]
         weights = _weights(db, store, kernel, record, ids[train_mask], model_fit)
         model_name = name or f"krr-{release.replace(':', '-')}-run{run.id}"
         model_id = _store_model(
             db, store, weights, model_name, kernel, selection, record, cv, metrics, run.id
         )
+        if metrics.get("learning_curve"):
+            plot = learning_curve_png(metrics["learning_curve"], baseline, model_name)
+            store.put_bytes(f"models/{model_name}-learning-curve.png", plot)
         run.results.update(model_id=model_id, regularisation=cv.best)
     return TrainSummary(
         model_id=model_id,
@@ -234,6 +264,10 @@ def train_krr(
         cv_mae=dict(zip(cv.grid, cv.mae, strict=True)),
         metrics=metrics.get("test", {}),
         baseline_mae=baseline,
+        learning_curve=metrics.get("learning_curve", []),
+        plot_uri=store.uri(f"models/{model_name}-learning-curve.png")
+        if metrics.get("learning_curve")
+        else None,
     )
 
 

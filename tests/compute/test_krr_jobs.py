@@ -94,3 +94,21 @@ def test_bad_model_and_kernel_references_are_named(jarvis: LabelledDatabase, tra
         train_krr(jarvis.db, jarvis.settings, 999999, jarvis.release)
     with pytest.raises(Exception, match="--release: no release nope"):
         train_krr(jarvis.db, jarvis.settings, kernel_id, "nope")
+
+
+def test_learning_curve_is_stored_with_its_plot(jarvis: LabelledDatabase, trained) -> None:
+    _, model_id = trained
+    with jarvis.db.session() as session:
+        model = session.get_one(Model, model_id)
+        curve, test_mae, name = (
+            model.metrics["learning_curve"],
+            model.metrics["test"]["mae"],
+            model.name,
+        )
+    sizes = [point["train"] for point in curve]
+    assert sizes == sorted(set(sizes)) and sizes[-1] == jarvis.n_train and len(sizes) >= 3
+    assert curve[-1]["test_mae"] == pytest.approx(test_mae)  # all of train: the model itself
+    png = ArtifactStore(jarvis.settings.store_location).get_bytes(
+        f"models/{name}-learning-curve.png"
+    )
+    assert png.startswith(b"\x89PNG")
