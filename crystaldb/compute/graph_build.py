@@ -19,6 +19,7 @@ models (SchNet, CGCNN).
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -185,11 +186,16 @@ def _drive(
     summary: GraphBuildSummary,
     on_progress: Progress | None,
 ) -> None:
-    """Keep two batches per worker in flight; write each as it finishes; split crashed ones."""
+    """Keep two batches per worker in flight; write each as it finishes; split crashed ones.
+
+    Batches hold at most `batch_size` structures, fewer when the job is small.
+    """
     from distributed import as_completed
 
     window = 2 * max(1, len(client.scheduler_info()["workers"]))
-    pending: deque[list[int]] = deque(batches(todo, batch_size))
+    # Small jobs get smaller batches, so every worker has work (at least 2 batches each).
+    size = min(batch_size, max(1, math.ceil(len(todo) / (2 * window))))
+    pending: deque[list[int]] = deque(batches(todo, size))
     in_flight: dict[Future, list[int]] = {}
     queue = as_completed()
 

@@ -19,8 +19,11 @@ Recipes (`--recipe`; the canonical name, with every parameter, is what the datab
   with d <= d_K + 0.001 angstrom (TIE_TOLERANCE) is kept, so a site can get more than K
   edges (fcc's 12 equal nearest neighbours are all kept under knn:1) but the edge set never
   depends on how sites or images happen to be ordered: it is invariant under site
-  permutation, origin shift and change of cell. A site with fewer than K neighbours within
-  RMAX keeps all it has. Not symmetric: j may be among i's nearest without the converse.
+  permutation, origin shift and change of cell. 0.001 angstrom is far above floating-point
+  noise (about 1e-14 angstrom) and about the rounding of CIF coordinates given to 4-5
+  decimals, far below any physical difference between shells. A site with fewer than K
+  neighbours within RMAX keeps all it has. Not symmetric: j may be among i's nearest
+  without the converse.
 - ``voronoi[:MIN_SOLID_ANGLE]`` (``voronoi`` = ``voronoi:0.2``): i and the image n of j are
   neighbours when their cells in the Voronoi tessellation of all sites of the infinite crystal
   (plain, unweighted: every element alike) share a facet that subtends at least
@@ -28,8 +31,9 @@ Recipes (`--recipe`; the canonical name, with every parameter, is what the datab
   a facet is seen under the same solid angle from both its sites, so the graph is
   symmetric). This is an absolute solid angle, not pymatgen VoronoiNN's angle normalised by
   the largest facet. The tessellation is qhull's (scipy.spatial.Voronoi) over the sites
-  and their images within a reach that is enlarged until every site's cell is closed and
-  lies within half the reach, which proves no farther image could cut it.
+  and their images within a reach, per site, that is enlarged until the site's cell is closed
+  and lies within half its reach, which proves no farther image could cut it. Sites lining
+  the pore of a framework have cells reaching across it, so porous COFs cost 0.1-2 s each.
 
 Neighbour lists come from pymatgen's `find_points_in_spheres` (Cython cell lists), chosen by
 measurement against vesin and matscipy on real cells (bench/graphs.py, bench/README.md):
@@ -308,21 +312,25 @@ def voronoi_facets(
 
     n = len(positions)
     volume = abs(float(np.linalg.det(lattice)))
-    reach = max(4.0, 4.0 * (3 * volume / (4 * math.pi * n)) ** (1 / 3))
+    reach = np.full(n, max(4.0, 4.0 * (3 * volume / (4 * math.pi * n)) ** (1 / 3)))
     while True:
         points, site, image = _images_within(lattice, positions, reach)
         tessellation = Voronoi(points)
         needed = _reach_needed(tessellation, n)
-        if needed <= reach:
+        short = needed > reach
+        if not short.any():
             break
-        if reach >= MAX_VORONOI_REACH:
+        if (reach[short] >= MAX_VORONOI_REACH).any():
             raise GraphError(
                 f"a Voronoi cell is still open or reaches beyond {MAX_VORONOI_REACH / 2:g} "
                 f"angstrom with every image within {MAX_VORONOI_REACH:g} angstrom"
             )
-        # More points only shrink the cells, so a reach that covers the cells found with
-        # fewer points is enough for the next round; an open cell needs more points first.
-        reach = min(MAX_VORONOI_REACH, 1.5 * reach if math.isinf(needed) else 1.01 * needed)
+        # More points only shrink a cell, so twice its farthest vertex found with fewer points
+        # is always enough; doubling first keeps a pore's first, loose estimate from costing
+        # a tessellation of tens of thousands of images.
+        reach[short] = np.minimum(
+            MAX_VORONOI_REACH, np.minimum(2.0 * reach[short], 1.01 * needed[short])
+        )
     ridges = np.asarray(tessellation.ridge_points, dtype=np.int64)
     central = np.flatnonzero((ridges[:, 0] < n) | (ridges[:, 1] < n))
     ridges = ridges[central]
@@ -345,12 +353,19 @@ def voronoi_facets(
 
 
 def _images_within(
-    lattice: np.ndarray, positions: np.ndarray, reach: float
+    lattice: np.ndarray, positions: np.ndarray, reach: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The cell's sites (first, image 0) and every other image within reach of any of them."""
+    """The cell's sites (first, image 0) and every other image within reach[i] of a site i."""
     n = len(positions)
-    _, j, shifts, _ = neighbour_pairs(lattice, positions, reach)
-    outside = np.any(shifts != 0, axis=1)
+    base = float(reach.min())
+    _, j, shifts, _ = neighbour_pairs(lattice, positions, base)
+    farther = np.flatnonzero(reach > base)
+    if farther.size:  # the few sites whose cells reach into a pore look farther
+        i2, j2, shifts2, d2 = neighbour_pairs(lattice, positions, float(reach.max()), farther)
+        wanted = d2 < reach[i2]
+        j = np.concatenate([j, j2[wanted]])
+        shifts = np.concatenate([shifts, shifts2[wanted]])
+    outside = shifts.any(axis=1)
     j, shifts = j[outside], shifts[outside]
     _, first = np.unique(_order_key(np.zeros_like(j), j, shifts, n), return_index=True)
     site = np.concatenate([np.arange(n), j[first]])
@@ -359,16 +374,15 @@ def _images_within(
     return points, site, image
 
 
-def _reach_needed(tessellation: Any, n: int) -> float:
-    """Twice the farthest vertex of any central cell (inf if one is open or empty)."""
-    farthest = 0.0
+def _reach_needed(tessellation: Any, n: int) -> np.ndarray:
+    """For each central site, twice its cell's farthest vertex (inf if the cell is open)."""
+    needed = np.full(n, np.inf)
     for p in range(n):
         region = tessellation.regions[tessellation.point_region[p]]
-        if not region or -1 in region:
-            return math.inf
-        offsets = tessellation.vertices[region] - tessellation.points[p]
-        farthest = max(farthest, float(np.sqrt((offsets**2).sum(axis=1).max())))
-    return 2.0 * farthest
+        if region and -1 not in region:
+            offsets = tessellation.vertices[region] - tessellation.points[p]
+            needed[p] = 2.0 * float(np.sqrt((offsets**2).sum(axis=1).max()))
+    return needed
 
 
 def _facet_solid_angles(
