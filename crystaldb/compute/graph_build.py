@@ -27,16 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from psycopg import Connection as PgConnection
 from psycopg.types.json import Jsonb
 from sqlalchemy import ARRAY, BigInteger, any_, cast, select, text
-from sqlalchemy.orm import Session
 
 from crystaldb.compute.cells import Selection, batches, load_cells
 from crystaldb.compute.graphs import GraphArrays, Recipe, parse_recipe, quotient_graphs
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.cluster import dask_client
-from crystaldb.platform.database import Database
+from crystaldb.platform.database import Database, copy_connection
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import GraphRecipe, QuotientGraph
@@ -268,7 +266,7 @@ def write_graphs(
                 buffer += _copy_row(graph, recipe_id, run_id)
             buffer += _COPY_TRAILER
             with (
-                _pg(session)
+                copy_connection(session)
                 .cursor()
                 .copy(
                     "COPY quotient_graphs (structure_id, recipe_id, run_id, num_nodes, num_edges,"
@@ -312,13 +310,6 @@ def _array_field(values: np.ndarray, element: str, oid: int) -> bytes:
         records["value"] = values
         body = struct.pack(">iiIii", 1, 0, oid, len(values), 1) + records.tobytes()
     return struct.pack(">i", len(body)) + body
-
-
-def _pg(session: Session) -> PgConnection[Any]:
-    """The psycopg connection under the session's transaction, for COPY."""
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, PgConnection)
-    return driver
 
 
 def load_graphs(db: Database, recipe: Recipe | str, ids: Sequence[int]) -> list[GraphArrays]:
