@@ -507,24 +507,119 @@ def train_krr_command(
         console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
 
 
+def _train_graph_network(
+    architecture: str, release: str, epochs: int, seed: int, name: str | None
+) -> None:
+    """`crystaldb train schnet|cgcnn`: one bar over the epochs, with the latest losses."""
+    from crystaldb.compute.nn_jobs import EpochLog, train_nn
+
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]epochs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[losses]}"),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("epochs", total=epochs, losses="")
+
+        def on_epoch(log: EpochLog) -> None:
+            validation = (
+                f" validation MAE {log.validation_mae:.3f} eV"
+                if log.validation_mae is not None
+                else ""
+            )
+            losses = f"train loss {log.train_loss:.4f}{validation} lr {log.learning_rate:.2g}"
+            progress.update(task, completed=log.epoch, losses=losses)
+
+        summary = train_nn(
+            db, settings, architecture, release, epochs, seed, name, on_epoch=on_epoch
+        )
+    resumed = f", resumed after epoch {summary.resumed_from}" if summary.resumed_from else ""
+    console.print(
+        f"{summary.epochs} epochs on {summary.device} ({summary.stopped}{resumed}); "
+        f"weights {summary.weights_uri}"
+    )
+    test = summary.metrics
+    if test:
+        console.print(
+            f"model {summary.model_id} ({summary.name}): test MAE {test['mae']:.3f} eV "
+            f"[{test['mae_ci95'][0]:.3f}, {test['mae_ci95'][1]:.3f}], RMSE {test['rmse']:.3f} eV "
+            f"on {test['n']} structures; predicting the training median: "
+            f"{summary.baseline_mae:.3f} eV"
+        )
+    else:
+        console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
+
+
+@train_app.command("schnet")
+def train_schnet_command(
+    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
+    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
+    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
+) -> None:
+    """SchNet (cutoff 5 A, F = 64, T = 3) on the radius:5.0 graphs; resumes if interrupted."""
+    _train_graph_network("schnet", release, epochs, seed, name)
+
+
+@train_app.command("cgcnn")
+def train_cgcnn_command(
+    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
+    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
+    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
+) -> None:
+    """CGCNN (12 nearest neighbours within 8 A, 3 convolutions) on the knn:12 graphs."""
+    _train_graph_network("cgcnn", release, epochs, seed, name)
+
+
 @app.command("predict")
 def predict_command(
-    model: int = typer.Option(..., "--model", help="The model's id (see `crystaldb models`)."),
+    model: int | None = typer.Option(
+        None, "--model", help="The model's id (see `crystaldb models`): krr, schnet, cgcnn."
+    ),
+    ensemble: str | None = typer.Option(
+        None, "--ensemble", help="ID,ID,...: the mean of these models, their spread stored."
+    ),
     release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
     where: str | None = typer.Option(None, "--where", help="Structures matching a filter."),
     everything: bool = typer.Option(False, "--all", help="Every structure in the database."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Structures per task."),
 ) -> None:
-    """Predict band gaps on Dask workers and store them with their run."""
+    """Predict band gaps on Dask workers (GPU ones where declared) and store them with their run."""
+    from crystaldb.compute.nn_jobs import predict, predict_ensemble
+
+    if (model is None) == (ensemble is None):
+        raise typer.BadParameter("give --model ID or --ensemble ID,ID,...", param_hint="--model")
+    members: list[int] = []
+    if ensemble is not None:
+        try:
+            members = [int(part) for part in ensemble.split(",") if part.strip()]
+        except ValueError:
+            raise typer.BadParameter(
+                f"{ensemble!r}: model ids separated by commas, e.g. 1,4", param_hint="--ensemble"
+            ) from None
     settings = load_settings()
     db = _database(settings)
     migrate.require_current(db)
     selection = _selection(db, release, where, everything, "the structures to predict")
     with _stage_progress() as update:
-        run_id, written = predict_krr(
-            db, settings, model, selection, workers, batch_size, on_progress=update
-        )
+        if model is not None:
+            run_id, written = predict(
+                db, settings, model, selection, workers, batch_size, on_progress=update
+            )
+        else:
+            summary = predict_ensemble(
+                db, settings, members, selection, workers, batch_size, on_progress=update
+            )
+            run_id, written, model = summary.run_id, summary.written, summary.model_id
     console.print(f"{written} predictions by model {model} stored by run {run_id}")
 
 

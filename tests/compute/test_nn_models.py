@@ -1,0 +1,131 @@
+"""SchNet and CGCNN on real JARVIS crystals: periodic tensors and the models' invariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from crystaldb.compute.cells import Cell
+from crystaldb.compute.cgcnn import CGCNNHypers
+from crystaldb.compute.graph_tensors import collate
+from crystaldb.compute.graphs import parse_recipe, quotient_graph
+from crystaldb.compute.nn_jobs import Network, forward_ev, make_hypers, make_model
+from crystaldb.compute.schnet import HyperparameterError, SchNetHypers
+from tests.compute.conftest import jarvis_cells
+
+TINY = {
+    "schnet": {"features": 16, "filters": 16, "interactions": 2, "gaussians": 16},
+    "cgcnn": {"features": 16, "hidden": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def cells() -> list[Cell]:
+    """A few real crystals of different sizes (2 to 12 sites)."""
+    every, _ = jarvis_cells()
+    return [every[i] for i in (29, 2, 8, 5)]
+
+
+def _model(architecture: str) -> Network:
+    torch.manual_seed(0)
+    model = make_model(make_hypers(architecture, TINY[architecture]))
+    model.target_mean.fill_(1.0)
+    model.target_std.fill_(2.0)
+    return model.double().eval()
+
+
+def _predict(model: Network, cells: list[Cell]) -> np.ndarray:
+    recipe = parse_recipe(model.hypers.recipe)
+    graphs = [quotient_graph(c, recipe) for c in cells]
+    with torch.no_grad():
+        return forward_ev(model, collate(cells, graphs, dtype=torch.float64)).numpy()
+
+
+def test_edge_vectors_are_periodic_and_match_the_stored_lengths(cells: list[Cell]) -> None:
+    recipe = parse_recipe("radius:5.0")
+    graphs = [quotient_graph(c, recipe) for c in cells]
+    batch = collate(cells, graphs, dtype=torch.float64)
+    lengths = np.concatenate([g.lengths for g in graphs])
+    np.testing.assert_allclose(batch.distances.numpy(), lengths, atol=1e-5)
+    assert batch.num_graphs == len(cells) and batch.num_nodes == sum(c.num_sites for c in cells)
+    assert batch.batch.tolist() == [i for i, c in enumerate(cells) for _ in range(c.num_sites)]
+    first = cells[0]  # a 2-site cell has edges to images of itself: only periodicity gives them
+    assert first.num_sites == 2 and graphs[0].num_edges > 2
+    assert (batch.distances > 0).all() and batch.edge_index.max() < batch.num_nodes
+
+
+def _rotated(cell: Cell, seed: int) -> Cell:
+    matrix = Rotation.random(random_state=seed).as_matrix()
+    return Cell(cell.structure_id, cell.lattice @ matrix.T, cell.frac_coords, cell.atomic_numbers)
+
+
+def _translated(cell: Cell) -> Cell:
+    frac = (cell.frac_coords + np.array([0.31, -0.17, 0.52])) % 1.0
+    return Cell(cell.structure_id, cell.lattice, frac, cell.atomic_numbers)
+
+
+def _permuted(cell: Cell, seed: int) -> Cell:
+    order = np.random.default_rng(seed).permutation(cell.num_sites)
+    return Cell(
+        cell.structure_id, cell.lattice, cell.frac_coords[order], cell.atomic_numbers[order]
+    )
+
+
+def _supercell(cell: Cell, reps: tuple[int, int, int]) -> Cell:
+    shifts = np.array(
+        [(a, b, c) for a in range(reps[0]) for b in range(reps[1]) for c in range(reps[2])]
+    )
+    frac = ((cell.frac_coords[None, :, :] + shifts[:, None, :]) / np.array(reps)).reshape(-1, 3)
+    lattice = cell.lattice * np.array(reps)[:, None]
+    numbers = np.tile(cell.atomic_numbers, len(shifts))
+    return Cell(cell.structure_id, lattice, frac, numbers)
+
+
+@pytest.mark.parametrize("architecture", ["schnet", "cgcnn"])
+def test_invariant_under_rotation_translation_permutation_and_supercell(
+    architecture: str, cells: list[Cell]
+) -> None:
+    model = _model(architecture)
+    reference = _predict(model, cells)
+    assert np.ptp(reference) > 1e-3  # different crystals, different outputs: not trivially equal
+    for changed in (
+        [_rotated(c, i) for i, c in enumerate(cells)],
+        [_translated(c) for c in cells],
+        [_permuted(c, i) for i, c in enumerate(cells)],
+        [_supercell(c, (2, 1, 1)) for c in cells],
+        [_supercell(c, (1, 2, 2)) for c in cells[:2]],
+    ):
+        np.testing.assert_allclose(_predict(model, changed), reference[: len(changed)], atol=1e-5)
+
+
+def test_cgcnn_defaults_are_the_papers() -> None:
+    hypers = CGCNNHypers()
+    assert (hypers.recipe, hypers.gaussians, hypers.convolutions, hypers.hidden) == (
+        "knn:12,8.0",
+        41,
+        3,
+        128,
+    )
+    expansion = make_model(hypers).expansion
+    centres = expansion.centres.numpy()  # type: ignore[operator, union-attr]
+    assert centres[0] == 0 and centres[-1] == pytest.approx(8.0) and expansion.width == 0.2
+    assert SchNetHypers().recipe == "radius:5.0" and SchNetHypers().interactions == 3
+
+
+def test_hyperparameters_out_of_range_are_refused() -> None:
+    with pytest.raises(HyperparameterError, match="interactions"):
+        SchNetHypers(interactions=7)
+    from crystaldb.compute.krr_jobs import ModelError
+
+    with pytest.raises(ModelError, match="hyperparameters: layers"):
+        make_hypers("schnet", {"layers": 3})
+    with pytest.raises(ModelError, match="architecture: unknown 'megnet'"):
+        make_hypers("megnet")
+
+
+def test_cgcnn_refuses_elements_beyond_its_features(cells: list[Cell]) -> None:
+    heavy = Cell(0, cells[0].lattice, cells[0].frac_coords, np.array([94, 8]))
+    with pytest.raises(ValueError, match=r"Z = 1\.\.92"):
+        _predict(_model("cgcnn"), [heavy])
