@@ -43,7 +43,7 @@ from common import TARGET_MEAN_SITES, cycled  # bench/common.py
 from crystaldb.compute.cells import Cell
 from crystaldb.compute.graph_tensors import collate
 from crystaldb.compute.graphs import GraphArrays, parse_recipe, quotient_graph
-from crystaldb.compute.nn_jobs import Network, make_hypers, make_model
+from crystaldb.compute.networks import Network, make_hypers, make_model
 from crystaldb.ingest import process_file
 from crystaldb.ingest.records import StructureRecord
 

@@ -29,7 +29,8 @@ from crystaldb.compute.cells import Selection, select_structures
 from crystaldb.compute.graph_build import GraphBuildSummary, build_graphs
 from crystaldb.compute.graphs import parse_recipe
 from crystaldb.compute.kernel_build import build_kernel, list_kernels
-from crystaldb.compute.krr_jobs import list_models, predict_krr, train_krr
+from crystaldb.compute.krr_jobs import train_krr
+from crystaldb.compute.models import list_models
 from crystaldb.compute.soap import SoapHypers
 from crystaldb.ingest.labels import read_label_table
 from crystaldb.ingest.pipeline import (
@@ -594,7 +595,7 @@ def predict_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Structures per task."),
 ) -> None:
     """Predict band gaps on Dask workers (GPU ones where declared) and store them with their run."""
-    from crystaldb.compute.nn_jobs import predict, predict_ensemble
+    from crystaldb.compute.inference import predict, predict_ensemble
 
     if (model is None) == (ensemble is None):
         raise typer.BadParameter("give --model ID or --ensemble ID,ID,...", param_hint="--model")
@@ -963,6 +964,8 @@ DEMO_RELEASE = "jarvis-demo"
 
 def _demo_model(db: Database, settings: Settings) -> None:
     """The bundled JARVIS crystals with their real gaps: a release, a kernel, a KRR model."""
+    from crystaldb.compute.inference import predict
+
     folder = SAMPLE / "jarvis"
     table = read_label_table(folder / "id_prop.csv", "band_gap:OptB88vdW", code="VASP")
     console.print("Ingesting the bundled sample: jarvis, with its OptB88vdW band gaps")
@@ -994,7 +997,7 @@ def _demo_model(db: Database, settings: Settings) -> None:
         f"{test['n']} crystals (predicting the training median: {trained.baseline_mae:.2f} eV)"
     )
     with _stage_progress() as update:
-        _, written = predict_krr(db, settings, trained.model_id, members, on_progress=update)
+        _, written = predict(db, settings, trained.model_id, members, on_progress=update)
     console.print(f"[green]✓[/green] {written} band gaps predicted and stored with their run")
 
 

@@ -21,7 +21,9 @@ from crystaldb.api.auth import RequiresToken, authenticate
 from crystaldb.api.errors import ApiError
 from crystaldb.api.types import Info, ModelType
 from crystaldb.compute.cells import Cell
-from crystaldb.compute.krr_jobs import KrrWeights, ModelError, load_krr, predict_cells
+from crystaldb.compute.inference import cached_members, member_predictions
+from crystaldb.compute.models import ModelError
+from crystaldb.compute.networks import worker_device
 from crystaldb.compute.predictions import write_predictions
 from crystaldb.ingest.load import write_chunk
 from crystaldb.ingest.pipeline import Payload, process_payload
@@ -68,19 +70,6 @@ class _Outcome:
     models: list[Any]
     values: list[float]
     structure_id: int | None
-
-
-_WEIGHTS: dict[tuple[int, str], KrrWeights] = {}  # (model id, sha256) -> weights, per process
-
-
-def _weights(db: Database, settings: Settings, model_id: int, sha: str) -> KrrWeights:
-    """Weights read once per model version (the sha256 is part of the key)."""
-    key = (model_id, sha)
-    if key not in _WEIGHTS:
-        if len(_WEIGHTS) >= 8:
-            _WEIGHTS.pop(next(iter(_WEIGHTS)))
-        _WEIGHTS[key] = load_krr(db, settings, model_id)[1]
-    return _WEIGHTS[key]
 
 
 def _read_upload(cif: str) -> StructureRecord:
@@ -133,12 +122,13 @@ def _predict(
         np.asarray(record.atomic_numbers, dtype=np.int64),
     )
     values = []
+    device = worker_device()
     for model in models:
         try:
-            weights = _weights(db, settings, model.id, model.weights_sha256 or "")
+            members = cached_members(db, settings, model)
         except ModelError as exc:
             raise ApiError(f"models: {exc}") from None
-        values.append(float(predict_cells([cell], weights)[0]))
+        values.append(float(member_predictions([cell], {}, members, device).mean()))
     structure_id = _store(db, record, models, values, who) if store else None
     return _Outcome(record, models, values, structure_id)
 

@@ -16,7 +16,7 @@ from sqlalchemy import ARRAY, BigInteger, Select, any_, cast, select
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
-from crystaldb.schema import Release, ReleaseMember, Structure
+from crystaldb.schema import Label, Release, ReleaseMember, Structure
 from crystaldb.schema.filters import where as where_clause
 
 
@@ -102,6 +102,19 @@ def _release_selection(db: Database, text: str) -> Selection:
         release_id=release_id,
         splits=tuple(split for _, split in members),
     )
+
+
+def release_labels(db: Database, selection: Selection) -> np.ndarray:
+    """The frozen label of every member, in release order (NaN where a member has none)."""
+    query = (
+        select(ReleaseMember.structure_id, Label.value)
+        .outerjoin(Label, Label.id == ReleaseMember.label_id)
+        .where(ReleaseMember.release_id == selection.release_id)
+        .order_by(ReleaseMember.position)
+    )
+    with db.session() as session:
+        values = {sid: value for sid, value in session.execute(query)}
+    return np.array([np.nan if values[s] is None else values[s] for s in selection.structure_ids])
 
 
 def cells_query(

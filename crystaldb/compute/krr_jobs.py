@@ -7,8 +7,8 @@ and stores the model row with its metrics and a weights file (sha256 recorded).
 For zeta = 1 (the paper's linear average kernel) the dual model collapses to one weight vector
 per species triple, w = sum_j alpha_j p_j / |p_j|, since K(x, j) = p_x . p_j / (|p_x| |p_j|).
 A prediction is then one dot product with the structure's own average spectrum: exact, cheap,
-and independent of the training set's size, so `predict` streams any number of structures
-(the 260,000 of a COD screening) through Dask workers in bounded batches.
+and independent of the training set's size, so `inference.predict` streams any number of
+structures (the 260,000 of a COD screening) through Dask workers in bounded batches.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from crystaldb.compute.cells import Cell, Selection, batches, load_cells, select_structures
+from crystaldb.compute.cells import Cell, Selection, release_labels, select_structures
 from crystaldb.compute.kernel_build import KERNEL_KIND, KernelError, read_spectra
 from crystaldb.compute.kernels import linear_kernel
 from crystaldb.compute.krr import (
@@ -34,22 +33,16 @@ from crystaldb.compute.krr import (
     predict,
     regression_metrics,
 )
-from crystaldb.compute.predictions import write_predictions
+from crystaldb.compute.models import ModelError, model_row, read_weights, store_model
 from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra
-from crystaldb.platform.cluster import bounded_map, dask_client, worker_count
 from crystaldb.platform.database import Database
-from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings
 from crystaldb.platform.store import ArtifactStore
-from crystaldb.schema import DescriptorSet, KernelMatrix, Label, Model, ReleaseMember
+from crystaldb.schema import DescriptorSet, KernelMatrix, Model
 from crystaldb.schema.runs import track_run
 
-PREDICT_BATCH = 64
+WEIGHTS_SUFFIX = "npz"
 Progress = Callable[[str, int, int], None]
-
-
-class ModelError(CrystaldbError):
-    """A model that cannot be trained or used as asked."""
 
 
 def learning_curve_png(curve: list[dict[str, float]], baseline: float, name: str) -> bytes:
@@ -149,19 +142,6 @@ def predict_cells(cells: Sequence[Cell], weights: KrrWeights) -> np.ndarray:
 # --- training -------------------------------------------------------------------------------
 
 
-def _release_labels(db: Database, selection: Selection) -> np.ndarray:
-    """The frozen label of every member, in release order (NaN where a member has none)."""
-    query = (
-        select(ReleaseMember.structure_id, Label.value)
-        .outerjoin(Label, Label.id == ReleaseMember.label_id)
-        .where(ReleaseMember.release_id == selection.release_id)
-        .order_by(ReleaseMember.position)
-    )
-    with db.session() as session:
-        values = {sid: value for sid, value in session.execute(query)}
-    return np.array([np.nan if values[s] is None else values[s] for s in selection.structure_ids])
-
-
 def _kernel(db: Database, kernel_id: int) -> tuple[KernelMatrix, dict[str, Any]]:
     """A complete square average kernel, and the descriptor hyperparameters behind it."""
     with db.session() as session:
@@ -195,7 +175,7 @@ def train_krr(
     kernel, record = _kernel(db, kernel_id)
     selection = select_structures(db, release=release)
     assert selection.splits is not None
-    labels = _release_labels(db, selection)
+    labels = release_labels(db, selection)
     splits = np.array(selection.splits)
     ids = np.array(selection.structure_ids)
     train_mask, test_mask = (splits == "train") & ~np.isnan(labels), splits == "test"
@@ -322,41 +302,32 @@ def _store_model(
     metrics: dict[str, Any],
     run_id: int,
 ) -> int:
-    """Weights to the artifact store (sha256 kept), then the model row, in that order."""
-    from crystaldb.platform.provenance import software_versions
-
-    with db.session() as session:
-        if session.scalar(select(Model.id).where(Model.name == name)) is not None:
-            raise ModelError(f"--name: a model called {name!r} exists already")
-    key = f"models/{name}.npz"
-    sha = store.put_bytes(key, weights.to_bytes())
+    """Weights and model row through the one `store_model`, with KRR's hyperparameters."""
     splits = selection.splits or ()
-    with db.session() as session:
-        model = Model(
-            name=name,
-            architecture="krr",
-            hyperparameters={
-                "descriptor": record,
-                "kernel": KERNEL_KIND,
-                "zeta": kernel.hyperparameters.get("zeta", 1.0),
-                "regularisation": cv.best,
-                "grid": list(cv.grid),
-                "folds": cv.folds,
-                "target_mean": weights.mean,
-            },
-            release_id=selection.release_id,
-            split={s: splits.count(s) for s in sorted(set(splits))},
-            kernel_id=kernel.id,
-            metrics=metrics,
-            weights_uri=store.uri(key),
-            weights_sha256=sha,
-            library_versions=software_versions(),
-            device="cpu",
-            run_id=run_id,
-        )
-        session.add(model)
-        session.flush()
-        return model.id
+    model_id, _ = store_model(
+        db,
+        store,
+        name,
+        WEIGHTS_SUFFIX,
+        weights.to_bytes(),
+        architecture="krr",
+        hyperparameters={
+            "descriptor": record,
+            "kernel": KERNEL_KIND,
+            "zeta": kernel.hyperparameters.get("zeta", 1.0),
+            "regularisation": cv.best,
+            "grid": list(cv.grid),
+            "folds": cv.folds,
+            "target_mean": weights.mean,
+        },
+        release_id=selection.release_id,
+        split={s: splits.count(s) for s in sorted(set(splits))},
+        kernel_id=kernel.id,
+        metrics=metrics,
+        device="cpu",
+        run_id=run_id,
+    )
+    return model_id
 
 
 # --- prediction -----------------------------------------------------------------------------
@@ -364,68 +335,9 @@ def _store_model(
 
 def load_krr(db: Database, settings: Settings, model_id: int) -> tuple[Model, KrrWeights]:
     """A KRR model row and its weights, checked against the recorded sha256."""
-    import hashlib
-
-    with db.session() as session:
-        model = session.get(Model, model_id)
-        if model is None:
-            raise ModelError(f"--model: no model {model_id} (see `crystaldb models`)")
-        session.expunge(model)
+    model = model_row(db, model_id)
     if model.architecture != "krr":
         raise ModelError(f"--model {model_id} is a {model.architecture} model, not krr")
     if model.hyperparameters.get("zeta", 1.0) != 1.0:
         raise ModelError(f"--model {model_id}: prediction supports zeta = 1 KRR models")
-    store = ArtifactStore(settings.store_location)
-    data = store.get_bytes(f"models/{model.name}.npz")
-    if hashlib.sha256(data).hexdigest() != model.weights_sha256:
-        raise ModelError(f"model {model_id}: weights file {model.weights_uri} fails its sha256")
-    return model, KrrWeights.from_bytes(data)
-
-
-def predict_krr(
-    db: Database,
-    settings: Settings,
-    model_id: int,
-    selection: Selection,
-    workers: int | None = None,
-    batch_size: int = PREDICT_BATCH,
-    on_progress: Progress | None = None,
-) -> tuple[int, int]:
-    """Predict every selected structure on Dask workers; returns (run id, rows written)."""
-    model, weights = load_krr(db, settings, model_id)
-    ids = list(selection.structure_ids)
-    if not ids:
-        raise ModelError(f"{selection.description}: nothing to predict")
-    parameters = {
-        "model_id": model_id,
-        "selection": selection.description,
-        "batch_size": batch_size,
-        "structures": len(ids),
-    }
-    written = 0
-    with track_run(db, "predict", parameters, device="cpu") as run:
-        with dask_client(settings, n_workers=workers) as client:
-            shared = client.scatter(weights, broadcast=True)
-            work = (load_cells(db, batch) for batch in batches(ids, batch_size))
-            window = 2 * worker_count(client)
-            for index, values in bounded_map(client, predict_cells, work, window, shared):
-                batch = ids[index * batch_size : (index + 1) * batch_size]
-                written += write_predictions(db, model.id, run.id, batch, values)
-                if on_progress:
-                    on_progress("predict", written, len(ids))
-        run.results.update(written=written)
-    return run.id, written
-
-
-def list_models(db: Database) -> list[tuple[Model, str | None]]:
-    """Every model with its release as NAME:VERSION, newest first."""
-    from crystaldb.schema import Release
-
-    with db.session() as session:
-        rows = session.execute(
-            select(Model, Release.name, Release.version)
-            .outerjoin(Release, Release.id == Model.release_id)
-            .order_by(Model.id.desc())
-        ).all()
-        session.expunge_all()
-    return [(model, f"{name}:{version}" if name else None) for model, name, version in rows]
+    return model, KrrWeights.from_bytes(read_weights(settings, model, WEIGHTS_SUFFIX))

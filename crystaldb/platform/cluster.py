@@ -92,12 +92,18 @@ def describe_cluster(settings: Settings) -> dict[str, Any]:
 
 
 def bounded_map(
-    client: Client, func: Callable[..., Any], items: Iterable[Any], window: int, *args: Any
+    client: Client,
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    window: int,
+    *args: Any,
+    resources: dict[str, float] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """func(item, *args) on the workers, at most `window` in flight; (index, result) as done.
 
     The client never holds more than `window` inputs or results, so a job over 260,000
-    structures runs in the memory of a few batches.
+    structures runs in the memory of a few batches. `resources` (e.g. {"GPU": 1}) sends each
+    task only to workers that declare them.
     """
     from distributed import as_completed
 
@@ -110,7 +116,7 @@ def bounded_map(
             nxt = next(source, None)
             if nxt is None:
                 return
-            future = client.submit(func, nxt[1], *args, pure=False)
+            future = client.submit(func, nxt[1], *args, pure=False, resources=resources)
             pending[future] = nxt[0]
             queue.add(future)
 

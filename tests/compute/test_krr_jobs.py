@@ -7,16 +7,11 @@ import pytest
 from sqlalchemy import select
 
 from crystaldb.compute import krr
-from crystaldb.compute.cells import load_cells, select_structures
+from crystaldb.compute.cells import load_cells, release_labels, select_structures
+from crystaldb.compute.inference import predict
 from crystaldb.compute.kernel_build import KernelError, build_kernel
-from crystaldb.compute.krr_jobs import (
-    ModelError,
-    _release_labels,
-    load_krr,
-    predict_cells,
-    predict_krr,
-    train_krr,
-)
+from crystaldb.compute.krr_jobs import load_krr, predict_cells, train_krr
+from crystaldb.compute.models import ModelError
 from crystaldb.platform.store import ArtifactStore
 from crystaldb.schema import Model, Prediction, Run
 from tests.compute.conftest import LabelledDatabase
@@ -63,7 +58,7 @@ def test_primal_prediction_equals_the_kernel_one(jarvis: LabelledDatabase, train
     dual = np.maximum(matrix[:, : jarvis.n_train] @ weights.alpha + weights.mean, 0.0)
     primal = predict_cells(load_cells(jarvis.db, ids), weights)
     np.testing.assert_allclose(primal, dual, atol=1e-9)
-    gaps = _release_labels(jarvis.db, select_structures(jarvis.db, release=jarvis.release))
+    gaps = release_labels(jarvis.db, select_structures(jarvis.db, release=jarvis.release))
     test_mae = np.abs(primal[jarvis.n_train :] - gaps[jarvis.n_train :]).mean()
     assert test_mae == pytest.approx(model.metrics["test"]["mae"], abs=1e-9)
 
@@ -71,7 +66,7 @@ def test_primal_prediction_equals_the_kernel_one(jarvis: LabelledDatabase, train
 def test_predict_writes_every_structure_with_its_run(jarvis: LabelledDatabase, trained) -> None:
     _, model_id = trained
     selection = select_structures(jarvis.db, release=jarvis.release)
-    run_id, written = predict_krr(jarvis.db, jarvis.settings, model_id, selection, batch_size=16)
+    run_id, written = predict(jarvis.db, jarvis.settings, model_id, selection, batch_size=16)
     assert written == len(selection.structure_ids)
     _, weights = load_krr(jarvis.db, jarvis.settings, model_id)
     expected = predict_cells(load_cells(jarvis.db, list(selection.structure_ids)), weights)

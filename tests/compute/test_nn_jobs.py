@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from crystaldb.compute.cells import load_cells, select_structures
-from crystaldb.compute.krr_jobs import ModelError, _release_labels
-from crystaldb.compute.nn_jobs import (
-    EpochLog,
-    NNTrainSummary,
-    load_nn,
-    predict,
-    predict_ensemble,
-    predict_graphs,
-    predict_structure,
-    train_nn,
-)
+from crystaldb.compute.cells import load_cells, release_labels, select_structures
+from crystaldb.compute.inference import predict, predict_cell, predict_ensemble
+from crystaldb.compute.models import ModelError
+from crystaldb.compute.networks import predict_graphs
+from crystaldb.compute.nn_jobs import NNTrainSummary, load_nn, train_nn
+from crystaldb.compute.schnet import HyperparameterError
+from crystaldb.compute.training import EpochLog
 from crystaldb.platform.store import ArtifactStore
 from crystaldb.release.create import create_release
 from crystaldb.schema import GraphRecipe, Model, Prediction, Run
@@ -90,7 +85,7 @@ def test_reloaded_weights_predict_what_training_scored(
     model, weights = load_nn(jarvis.db, jarvis.settings, schnet.model_id)
     selection = select_structures(jarvis.db, release=jarvis.release)
     ids = list(selection.structure_ids)
-    gaps = _release_labels(jarvis.db, selection)
+    gaps = release_labels(jarvis.db, selection)
     test_ids = ids[jarvis.n_train :]
     values = predict_graphs(load_cells(jarvis.db, test_ids), None, weights)
     mae = np.abs(values - gaps[jarvis.n_train :]).mean()
@@ -101,7 +96,7 @@ def test_reloaded_weights_predict_what_training_scored(
         load_nn(jarvis.db, jarvis.settings, schnet.model_id)[1],
     )
     np.testing.assert_array_equal(values, again)
-    single = predict_structure(
+    single = predict_cell(
         jarvis.db, jarvis.settings, schnet.model_id, load_cells(jarvis.db, test_ids[:1])[0]
     )
     assert single == pytest.approx(values[0], abs=1e-6) and single >= 0
@@ -193,7 +188,7 @@ def test_ensemble_writes_mean_and_spread(
         }
     np.testing.assert_allclose([rows[s][0] for s in ids], members.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose([rows[s][1] for s in ids], members.std(axis=0), atol=1e-6)
-    single = predict_structure(jarvis.db, jarvis.settings, summary.model_id, cells[0])
+    single = predict_cell(jarvis.db, jarvis.settings, summary.model_id, cells[0])
     assert single == pytest.approx(members[:, 0].mean(), abs=1e-6)
 
 
@@ -229,7 +224,7 @@ def test_overfits_eight_real_crystals(jarvis: LabelledDatabase) -> None:
 
 
 def test_bad_arguments_name_the_argument(jarvis: LabelledDatabase) -> None:
-    with pytest.raises(ModelError, match="architecture: unknown 'megnet'"):
+    with pytest.raises(HyperparameterError, match="architecture: unknown 'megnet'"):
         train_nn(jarvis.db, jarvis.settings, "megnet", jarvis.release)
     create_release(jarvis.db, "jarvis-unsplit", "1.0", label="band_gap:OptB88vdW")
     with pytest.raises(ModelError, match="--release jarvis-unsplit: 0 labelled training"):
@@ -237,7 +232,7 @@ def test_bad_arguments_name_the_argument(jarvis: LabelledDatabase) -> None:
     with pytest.raises(ModelError, match="--epochs"):
         train_nn(jarvis.db, jarvis.settings, "schnet", jarvis.release, epochs=0)
     with pytest.raises(ModelError, match="--model: no model 999999"):
-        predict_structure(jarvis.db, jarvis.settings, 999999, jarvis_cells()[0][0])
+        predict_cell(jarvis.db, jarvis.settings, 999999, jarvis_cells()[0][0])
 
 
 def test_cli_trains_cgcnn_and_predicts_an_ensemble(

@@ -11,7 +11,7 @@ from crystaldb.compute.cells import Cell
 from crystaldb.compute.cgcnn import CGCNNHypers
 from crystaldb.compute.graph_tensors import collate
 from crystaldb.compute.graphs import parse_recipe, quotient_graph
-from crystaldb.compute.nn_jobs import Network, forward_ev, make_hypers, make_model
+from crystaldb.compute.networks import Network, forward_ev, make_hypers, make_model
 from crystaldb.compute.schnet import HyperparameterError, SchNetHypers
 from tests.compute.conftest import jarvis_cells
 
@@ -117,11 +117,9 @@ def test_cgcnn_defaults_are_the_papers() -> None:
 def test_hyperparameters_out_of_range_are_refused() -> None:
     with pytest.raises(HyperparameterError, match="interactions"):
         SchNetHypers(interactions=7)
-    from crystaldb.compute.krr_jobs import ModelError
-
-    with pytest.raises(ModelError, match="hyperparameters: layers"):
+    with pytest.raises(HyperparameterError, match="hyperparameters: layers"):
         make_hypers("schnet", {"layers": 3})
-    with pytest.raises(ModelError, match="architecture: unknown 'megnet'"):
+    with pytest.raises(HyperparameterError, match="architecture: unknown 'megnet'"):
         make_hypers("megnet")
 
 

@@ -1,0 +1,158 @@
+"""Graph networks (SchNet, CGCNN) as stored objects: hyperparameters, weights, predictions.
+
+The one registry of the architectures: `make_hypers` and `make_model` build them by name,
+`NNWeights` is the weights file (architecture, hyperparameters, state dict) and
+`predict_graphs` turns cells and their quotient graphs into clipped band gaps on a device.
+Pure: no database, no Dask; training (`training.py`), the jobs (`nn_jobs.py`,
+`inference.py`) and the API all go through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from crystaldb.compute.cells import Cell
+from crystaldb.compute.cgcnn import CGCNN, CGCNNHypers
+from crystaldb.compute.graph_tensors import GraphBatch, collate
+from crystaldb.compute.graphs import GraphArrays, parse_recipe, quotient_graph
+from crystaldb.compute.schnet import HyperparameterError, SchNet, SchNetHypers
+
+Hypers = SchNetHypers | CGCNNHypers
+Network = SchNet | CGCNN
+KINDS: dict[str, type[SchNetHypers] | type[CGCNNHypers]] = {
+    "schnet": SchNetHypers,
+    "cgcnn": CGCNNHypers,
+}
+ARCHITECTURES = tuple(KINDS)
+# Values the hyperparameter records carry that are derived, not set.
+_DERIVED = {"architecture", "recipe", "gaussians", "element_encoding"}
+
+
+def make_hypers(architecture: str, overrides: dict[str, Any] | None = None) -> Hypers:
+    """The architecture's hyperparameters (the papers' defaults, with `overrides`)."""
+    if architecture not in KINDS:
+        raise HyperparameterError(
+            f"architecture: unknown {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+        )
+    kind = KINDS[architecture]
+    known = {f.name for f in fields(kind)}
+    values = dict(overrides or {})
+    unknown = sorted(set(values) - known - _DERIVED)
+    if unknown:
+        raise HyperparameterError(
+            f"hyperparameters: {', '.join(unknown)} not known to {architecture}; "
+            f"it takes {', '.join(sorted(known))}"
+        )
+    return kind(**{k: v for k, v in values.items() if k in known})
+
+
+def make_model(hypers: Hypers) -> Network:
+    """A freshly initialised module (seed torch first for reproducible weights)."""
+    if isinstance(hypers, SchNetHypers):
+        return SchNet(hypers)
+    return CGCNN(hypers)
+
+
+def architecture_of(hypers: Hypers) -> str:
+    """The registry name of a hyperparameter set."""
+    return next(name for name, kind in KINDS.items() if isinstance(hypers, kind))
+
+
+@dataclass(frozen=True)
+class NNWeights:
+    """A graph network as stored: architecture, hyperparameters and its state dict."""
+
+    architecture: str
+    hypers: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+    def to_bytes(self) -> bytes:
+        """A torch file (tensors and plain values only: loadable with weights_only)."""
+        buffer = io.BytesIO()
+        payload = {"architecture": self.architecture, "hypers": self.hypers, "state": self.state}
+        torch.save(payload, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NNWeights:
+        """Read a weights file back (never unpickles code)."""
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return cls(payload["architecture"], dict(payload["hypers"]), dict(payload["state"]))
+
+    @property
+    def recipe(self) -> str:
+        """The graph recipe the model reads."""
+        return make_hypers(self.architecture, self.hypers).recipe
+
+    @property
+    def key(self) -> str:
+        """A fingerprint of the weights, to cache built modules by."""
+        digest = hashlib.sha256()
+        for name in sorted(self.state):
+            digest.update(name.encode())
+            digest.update(self.state[name].detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def module(self, device: str | torch.device = "cpu") -> Network:
+        """The module with these weights, in evaluation mode."""
+        model = make_model(make_hypers(self.architecture, self.hypers))
+        model.load_state_dict(self.state)
+        return model.to(device).eval()
+
+
+_MODULES: dict[tuple[str, str], Network] = {}  # per process: (weights key, device) -> module
+
+
+def _cached_module(weights: NNWeights, device: str) -> Network:
+    """Build a module once per process and device: workers predict many batches with it."""
+    key = (weights.key, device)
+    if key not in _MODULES:
+        if len(_MODULES) >= 8:
+            _MODULES.pop(next(iter(_MODULES)))
+        _MODULES[key] = weights.module(device)
+    return _MODULES[key]
+
+
+def forward_ev(model: Network, batch: GraphBatch) -> torch.Tensor:
+    """A module's predictions in eV, not clipped."""
+    return model.in_ev(model(batch))
+
+
+def predict_graphs(
+    cells: Sequence[Cell],
+    graphs: Sequence[GraphArrays] | None,
+    weights: NNWeights,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Band gaps of cells (clipped at 0 eV); their graphs are computed when not given."""
+    if graphs is None:
+        recipe = parse_recipe(weights.recipe)
+        graphs = [quotient_graph(cell, recipe) for cell in cells]
+    model = _cached_module(weights, device)
+    with torch.no_grad():
+        values = forward_ev(model, collate(cells, graphs).to(device))
+    return np.maximum(values.double().cpu().numpy(), 0.0)
+
+
+def worker_device() -> str:
+    """cuda where this process sees a GPU, cpu otherwise.
+
+    On a Dask worker, torch is also held to the worker's own thread count, so two worker
+    processes on two cores do not each start a thread per core.
+    """
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        threads = None
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return "cuda" if torch.cuda.is_available() else "cpu"
