@@ -511,7 +511,7 @@ def train_krr_command(
 def _train_graph_network(
     architecture: str, release: str, epochs: int, seed: int, name: str | None
 ) -> None:
-    """`crystaldb train schnet|cgcnn`: one bar over the epochs, with the latest losses."""
+    """`crystaldb train schnet|cgcnn|mpnn`: one bar over the epochs, with the latest losses."""
     from crystaldb.compute.nn_jobs import EpochLog, train_nn
 
     settings = load_settings()
@@ -580,10 +580,21 @@ def train_cgcnn_command(
     _train_graph_network("cgcnn", release, epochs, seed, name)
 
 
+@train_app.command("mpnn")
+def train_mpnn_command(
+    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
+    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
+    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
+) -> None:
+    """The edge-update message-passing network (T = 3) on the knn:24,8.0 graphs."""
+    _train_graph_network("mpnn", release, epochs, seed, name)
+
+
 @app.command("predict")
 def predict_command(
     model: int | None = typer.Option(
-        None, "--model", help="The model's id (see `crystaldb models`): krr, schnet, cgcnn."
+        None, "--model", help="The model's id (see `crystaldb models`): krr, schnet, cgcnn, mpnn."
     ),
     ensemble: str | None = typer.Option(
         None, "--ensemble", help="ID,ID,...: the mean of these models, their spread stored."

@@ -1,4 +1,4 @@
-"""Graph networks (SchNet, CGCNN) as stored objects: hyperparameters, weights, predictions.
+"""Graph networks (SchNet, CGCNN, edge-update MPNN) as stored objects: hypers, weights, output.
 
 The one registry of the architectures: `make_hypers` and `make_model` build them by name,
 `NNWeights` is the weights file (architecture, hyperparameters, state dict) and
@@ -22,13 +22,15 @@ from crystaldb.compute.cells import Cell
 from crystaldb.compute.cgcnn import CGCNN, CGCNNHypers
 from crystaldb.compute.graph_tensors import GraphBatch, collate
 from crystaldb.compute.graphs import GraphArrays, parse_recipe, quotient_graph
+from crystaldb.compute.mpnn import EdgeMPNN, EdgeMPNNHypers
 from crystaldb.compute.schnet import HyperparameterError, SchNet, SchNetHypers
 
-Hypers = SchNetHypers | CGCNNHypers
-Network = SchNet | CGCNN
-KINDS: dict[str, type[SchNetHypers] | type[CGCNNHypers]] = {
+Hypers = SchNetHypers | CGCNNHypers | EdgeMPNNHypers
+Network = SchNet | CGCNN | EdgeMPNN
+KINDS: dict[str, type[Hypers]] = {
     "schnet": SchNetHypers,
     "cgcnn": CGCNNHypers,
+    "mpnn": EdgeMPNNHypers,
 }
 ARCHITECTURES = tuple(KINDS)
 # Values the hyperparameter records carry that are derived, not set.
@@ -57,6 +59,8 @@ def make_model(hypers: Hypers) -> Network:
     """A freshly initialised module (seed torch first for reproducible weights)."""
     if isinstance(hypers, SchNetHypers):
         return SchNet(hypers)
+    if isinstance(hypers, EdgeMPNNHypers):
+        return EdgeMPNN(hypers)
     return CGCNN(hypers)
 
 

@@ -58,7 +58,7 @@ WEIGHTS_SUFFIX = "pt"
 
 @dataclass(frozen=True)
 class NNTrainSummary:
-    """What `crystaldb train schnet|cgcnn` reports."""
+    """What `crystaldb train schnet|cgcnn|mpnn` reports."""
 
     model_id: int
     name: str

@@ -18,7 +18,7 @@ class Model(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
-    architecture: Mapped[str] = mapped_column(Text)  # krr, schnet, cgcnn, ensemble
+    architecture: Mapped[str] = mapped_column(Text)  # krr, schnet, cgcnn, mpnn, ensemble
     property: Mapped[str] = mapped_column(Text, server_default="band_gap")
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     release_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("releases.id"))

@@ -22,6 +22,7 @@ from tests.conftest import run_cli
 TINY = {
     "schnet": {"features": 16, "filters": 16, "interactions": 2, "gaussians": 16},
     "cgcnn": {"features": 16, "hidden": 32, "convolutions": 2},
+    "mpnn": {"features": 16, "interactions": 2, "gaussian_step": 0.4},
 }
 
 
@@ -56,6 +57,21 @@ def cgcnn(jarvis: LabelledDatabase) -> NNTrainSummary:
     )
 
 
+@pytest.fixture(scope="module")
+def mpnn(jarvis: LabelledDatabase) -> NNTrainSummary:
+    """A tiny edge-update network, 2 epochs (its knn:24,8.0 graphs built on the way)."""
+    return train_nn(
+        jarvis.db,
+        jarvis.settings,
+        "mpnn",
+        jarvis.release,
+        epochs=2,
+        hypers=TINY["mpnn"],
+        batch_size=8,
+        workers=1,
+    )
+
+
 def test_model_row_records_provenance(jarvis: LabelledDatabase, schnet: NNTrainSummary) -> None:
     with jarvis.db.session() as session:
         model = session.get_one(Model, schnet.model_id)
@@ -79,10 +95,12 @@ def test_model_row_records_provenance(jarvis: LabelledDatabase, schnet: NNTrainS
     assert not store.exists(f"checkpoints/{schnet.name}.pt")  # removed once the model is in
 
 
+@pytest.mark.parametrize("architecture", ["schnet", "mpnn"])
 def test_reloaded_weights_predict_what_training_scored(
-    jarvis: LabelledDatabase, schnet: NNTrainSummary
+    jarvis: LabelledDatabase, architecture: str, request: pytest.FixtureRequest
 ) -> None:
-    model, weights = load_nn(jarvis.db, jarvis.settings, schnet.model_id)
+    trained: NNTrainSummary = request.getfixturevalue(architecture)
+    model, weights = load_nn(jarvis.db, jarvis.settings, trained.model_id)
     selection = select_structures(jarvis.db, release=jarvis.release)
     ids = list(selection.structure_ids)
     gaps = release_labels(jarvis.db, selection)
@@ -93,11 +111,12 @@ def test_reloaded_weights_predict_what_training_scored(
     again = predict_graphs(
         load_cells(jarvis.db, test_ids),
         None,
-        load_nn(jarvis.db, jarvis.settings, schnet.model_id)[1],
+        load_nn(jarvis.db, jarvis.settings, trained.model_id)[1],
     )
     np.testing.assert_array_equal(values, again)
+    assert model.architecture == architecture
     single = predict_cell(
-        jarvis.db, jarvis.settings, schnet.model_id, load_cells(jarvis.db, test_ids[:1])[0]
+        jarvis.db, jarvis.settings, trained.model_id, load_cells(jarvis.db, test_ids[:1])[0]
     )
     assert single == pytest.approx(values[0], abs=1e-6) and single >= 0
 

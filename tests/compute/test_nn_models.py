@@ -11,6 +11,7 @@ from crystaldb.compute.cells import Cell
 from crystaldb.compute.cgcnn import CGCNNHypers
 from crystaldb.compute.graph_tensors import collate
 from crystaldb.compute.graphs import parse_recipe, quotient_graph
+from crystaldb.compute.mpnn import EdgeMPNNHypers
 from crystaldb.compute.networks import Network, forward_ev, make_hypers, make_model
 from crystaldb.compute.schnet import HyperparameterError, SchNetHypers
 from tests.compute.conftest import jarvis_cells
@@ -18,6 +19,7 @@ from tests.compute.conftest import jarvis_cells
 TINY = {
     "schnet": {"features": 16, "filters": 16, "interactions": 2, "gaussians": 16},
     "cgcnn": {"features": 16, "hidden": 32},
+    "mpnn": {"features": 16, "interactions": 2, "gaussian_step": 0.4},
 }
 
 
@@ -83,7 +85,7 @@ def _supercell(cell: Cell, reps: tuple[int, int, int]) -> Cell:
     return Cell(cell.structure_id, lattice, frac, numbers)
 
 
-@pytest.mark.parametrize("architecture", ["schnet", "cgcnn"])
+@pytest.mark.parametrize("architecture", ["schnet", "cgcnn", "mpnn"])
 def test_invariant_under_rotation_translation_permutation_and_supercell(
     architecture: str, cells: list[Cell]
 ) -> None:
@@ -112,6 +114,27 @@ def test_cgcnn_defaults_are_the_papers() -> None:
     centres = expansion.centres.numpy()  # type: ignore[operator, union-attr]
     assert centres[0] == 0 and centres[-1] == pytest.approx(8.0) and expansion.width == 0.2
     assert SchNetHypers().recipe == "radius:5.0" and SchNetHypers().interactions == 3
+    mpnn = EdgeMPNNHypers()
+    assert (mpnn.recipe, mpnn.interactions, mpnn.gaussians) == ("knn:24,8.0", 3, 81)
+
+
+def test_mpnn_edge_states_depend_on_both_end_nodes(cells: list[Cell]) -> None:
+    """The edge update sees the centre and the neighbour: change one, the edge state moves."""
+    model = _model("mpnn")
+    recipe = parse_recipe(model.hypers.recipe)
+    batch = collate(cells[:1], [quotient_graph(cells[0], recipe)], dtype=torch.float64)
+    update = model.edge_updates[0]  # type: ignore[union-attr, index]
+    h = torch.randn(batch.num_nodes, 16, dtype=torch.float64)
+    edges = torch.randn(batch.edge_index.shape[1], 16, dtype=torch.float64)
+    before = update(h, edges, batch.edge_index)
+    for end in (0, 1):  # row 0: the neighbour w; row 1: the centre v
+        node = int(batch.edge_index[end, 0])
+        moved = h.clone()
+        moved[node] += 1.0
+        after = update(moved, edges, batch.edge_index)
+        touched = (batch.edge_index[0] == node) | (batch.edge_index[1] == node)
+        assert not torch.allclose(after[touched], before[touched])
+        torch.testing.assert_close(after[~touched], before[~touched])
 
 
 def test_hyperparameters_out_of_range_are_refused() -> None:
