@@ -2,9 +2,9 @@
 
 K(A, B) = (p_A . p_B / (|p_A| |p_B|))^zeta with p the average spectra of `soap.py`. The dot
 product is a sum over the species triples both structures have: for a tile of rows and
-columns, only the triples common to both sides are laid out densely (a few at a time, so
-memory stays bounded whatever the number of elements) and multiplied with one BLAS matmul
-per group, i.e. K = sum over key groups of P_key P_key^T.
+columns, only the triples common to both sides are laid out densely (a few at a time, and
+only for the rows that hold them, so memory stays bounded whatever the number of elements)
+and multiplied with one BLAS matmul per group, i.e. K = sum over key groups of P_key P_key^T.
 """
 
 from __future__ import annotations
@@ -22,31 +22,53 @@ def key_codes(keys: np.ndarray) -> np.ndarray:
     return (keys[:, 0] << 16) | (keys[:, 1] << 8) | keys[:, 2]
 
 
-def _dense(spectra: AverageSpectra, codes: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Rows x (group triples x width): the blocks of `group`, zeros where a row lacks one."""
-    n, width = spectra.num_structures, spectra.values.shape[1]
+def _layout(
+    spectra: AverageSpectra, codes: np.ndarray, owner: np.ndarray, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows holding any triple of `group`, and their blocks laid out densely.
+
+    Returns (rows, rows x (group triples x width)); zeros where a row lacks a triple.
+    """
+    width = spectra.values.shape[1]
     where = np.searchsorted(group, codes)
     hit = where < len(group)
     hit[hit] = group[where[hit]] == codes[hit]
-    rows = np.repeat(np.arange(n), np.diff(spectra.indptr))
-    dense = np.zeros((n, len(group), width))
-    dense[rows[hit], where[hit]] = spectra.values[hit]
-    return dense.reshape(n, len(group) * width)
+    rows = np.unique(owner[hit])
+    dense = np.zeros((len(rows), len(group), width))
+    dense[np.searchsorted(rows, owner[hit]), where[hit]] = spectra.values[hit]
+    return rows, dense.reshape(len(rows), len(group) * width)
+
+
+def _owners(spectra: AverageSpectra) -> np.ndarray:
+    """The structure (row) of every block."""
+    return np.repeat(np.arange(spectra.num_structures), np.diff(spectra.indptr))
 
 
 def linear_kernel(
     a: AverageSpectra, b: AverageSpectra, keys_per_group: int = KEYS_PER_GROUP
 ) -> np.ndarray:
-    """p_A . p_B for every pair, summed over the species triples both sides share."""
+    """p_A . p_B for every pair, summed over the species triples both sides share.
+
+    Each group of triples multiplies only the rows that hold one of them: with many elements
+    most rows lack most triples (1.5% of the dense products are non-zero on OMDB-like
+    crystals of 36 elements), and skipping their zero rows makes a tile several times faster
+    than one dense product; with few elements every row holds every group and this is the
+    plain dense product (a BLAS syrk on diagonal tiles).
+    """
     codes_a, codes_b = key_codes(a.keys), key_codes(b.keys)
+    owner_a, owner_b = _owners(a), _owners(b)
     common = np.intersect1d(codes_a, codes_b)
     same = a is b
     kernel = np.zeros((a.num_structures, b.num_structures))
     for start in range(0, len(common), keys_per_group):
         group = common[start : start + keys_per_group]
-        left = _dense(a, codes_a, group)
-        right = left if same else _dense(b, codes_b, group)
-        kernel += left @ right.T  # A @ A.T goes to BLAS syrk: half the work on diagonal tiles
+        rows_a, left = _layout(a, codes_a, owner_a, group)
+        rows_b, right = (rows_a, left) if same else _layout(b, codes_b, owner_b, group)
+        product = left @ right.T  # left @ left.T goes to BLAS syrk: half the work
+        if len(rows_a) == a.num_structures and len(rows_b) == b.num_structures:
+            kernel += product
+        else:
+            kernel[np.ix_(rows_a, rows_b)] += product
     return kernel
 
 

@@ -121,3 +121,26 @@ def test_species_blocks_are_only_those_present(cells: list[Cell]) -> None:
 def test_bad_hyperparameters_are_named(field: str, value: float, named: str) -> None:
     with pytest.raises(DescriptorError, match=named):
         SoapHypers(**{field: value})
+
+
+def test_kernel_of_many_elements_skips_only_zero_rows() -> None:
+    """On 50 inorganic crystals of many elements (most rows lack most triples), every pair's
+    kernel is the plain dot product of its shared blocks, off the diagonal and on it."""
+    from crystaldb.compute.kernels import linear_kernel
+    from tests.compute.conftest import jarvis_cells
+
+    every, _ = jarvis_cells()
+    spectra = average_spectra(every, HYPERS)
+    blocks = [spectra.structure(s) for s in range(spectra.num_structures)]
+    oracle = np.array(
+        [[sum(float(x[k] @ y[k]) for k in x.keys() & y.keys()) for y in blocks] for x in blocks]
+    )
+    assert (oracle == 0).mean() > 0.2  # many pairs share no triple at all
+    np.testing.assert_allclose(
+        linear_kernel(spectra, spectra, keys_per_group=3), oracle, atol=1e-12
+    )
+    half = len(every) // 2
+    left, right = average_spectra(every[:half], HYPERS), average_spectra(every[half:], HYPERS)
+    np.testing.assert_allclose(
+        linear_kernel(left, right, keys_per_group=5), oracle[:half, half:], atol=1e-12
+    )
