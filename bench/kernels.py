@@ -1,6 +1,7 @@
 """Kernel speed: tile GFLOP/s, an N x N kernel end to end to Zarr, and KRR peak memory.
 
-    python bench/kernels.py [--n 12500] [--krr-n 10000] [--cv-n 4000] [--server URL]
+    python bench/kernels.py [--n 12500] [--krr-n 10000] [--cv-n 4000] [--landmarks M]
+                            [--server URL]
                             [--tile 2048] [--repeat 3] [--no-omdb-tile] [--skip-build]
 
 All with the paper's SOAP setting (`SoapHypers()`: r_c = 4 A, n_max = 8, l_max = 6), on
@@ -17,8 +18,8 @@ a. Tile: `linear_kernel(a, b)` on a tile x tile off-diagonal tile (two different
    shape (tile x D times D x tile, D = the common triples x 448: the columns linear_kernel
    multiplies), GFLOP/s counted as 2 * rows * cols * D for both. Where the dense operands
    would not fit (OMDB-like: 2 x 9.8 GB) NumPy is timed at D = --cap-columns and its rate
-   used. Beside it, a what-if (not crystaldb): the same groups of 16 triples, but each
-   group multiplies only the rows that hold one of its triples.
+   used. Beside it, an ablation (not crystaldb): the same groups of 16 triples, each
+   multiplied over every row, zeros included (crystaldb before 2026-12-01).
 b. End to end: N structures (CHNO, each copy rattled by 0.02 A so all differ) stored in a
    fresh database with the ingest writer, then `build_kernel(db, settings, ids)` (local Dask
    cluster of 2 workers: descriptors into Zarr, tiles into a Zarr v3 array, checksum),
@@ -30,7 +31,9 @@ c. KRR peak memory: `krr.fit` on the first --krr-n rows of that Zarr kernel (rea
    `train_krr` reads it), and `cross_validate` with 10 folds on the first --cv-n, each
    against the size of the N x N training kernel (8 N^2 bytes): the peak RSS above the RSS
    before the call (VmHWM reset through /proc/self/clear_refs) and tracemalloc's peak (NumPy
-   registers its buffers), in two separate runs.
+   registers its buffers), in two separate runs. Then Nystrom: `nystrom_fit` and
+   `cross_validate_nystrom` on the same rows against --landmarks of them (default a
+   quarter), each against the N x m rectangle it reads (8 N m bytes).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from soap import cell_of, frames_of, organic_records  # bench/soap.py
 
 from crystaldb.compute.kernel_build import build_kernel, read_spectra
 from crystaldb.compute.kernels import KEYS_PER_GROUP, key_codes, linear_kernel
-from crystaldb.compute.krr import cross_validate, fit
+from crystaldb.compute.krr import cross_validate, cross_validate_nystrom, fit, nystrom_fit
 from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra
 from crystaldb.ingest.load import write_chunk
 from crystaldb.ingest.records import StructureRecord
@@ -92,44 +95,29 @@ def take(spectra: AverageSpectra, rows: np.ndarray) -> AverageSpectra:
     )
 
 
-def densify(spectra: AverageSpectra, codes: np.ndarray) -> np.ndarray:
-    """Rows x (triples x width) over the given sorted triple codes, zeros where absent."""
-    n, width = spectra.num_structures, spectra.values.shape[1]
-    own = key_codes(spectra.keys)
-    where = np.searchsorted(codes, own)
-    rows = np.repeat(np.arange(n), np.diff(spectra.indptr))
-    dense = np.zeros((n, len(codes), width))
-    dense[rows, where] = spectra.values
-    return dense.reshape(n, len(codes) * width)
-
-
-def rows_linear_kernel(a: AverageSpectra, b: AverageSpectra) -> np.ndarray:
-    """What-if, not crystaldb: linear_kernel's groups, each over only the rows that use it."""
-    codes_a, codes_b = key_codes(a.keys), key_codes(b.keys)
-    common = np.intersect1d(codes_a, codes_b)
-    owner_a = np.repeat(np.arange(a.num_structures), np.diff(a.indptr))
-    owner_b = np.repeat(np.arange(b.num_structures), np.diff(b.indptr))
+def every_row_linear_kernel(a: AverageSpectra, b: AverageSpectra) -> np.ndarray:
+    """Ablation, not crystaldb: linear_kernel's groups of triples, each over every row (zeros
+    included), as crystaldb did before it skipped the rows that lack a group's triples."""
+    common = np.intersect1d(key_codes(a.keys), key_codes(b.keys))
     kernel = np.zeros((a.num_structures, b.num_structures))
-    width = a.values.shape[1]
-
-    def layout(s: AverageSpectra, codes: np.ndarray, owner: np.ndarray, group: np.ndarray):
-        where = np.searchsorted(group, codes)
-        hit = where < len(group)
-        hit[hit] = group[where[hit]] == codes[hit]
-        rows = np.unique(owner[hit])
-        dense = np.zeros((len(rows), len(group), width))
-        dense[np.searchsorted(rows, owner[hit]), where[hit]] = s.values[hit]
-        return rows, dense.reshape(len(rows), -1)
-
     for start in range(0, len(common), KEYS_PER_GROUP):
         group = common[start : start + KEYS_PER_GROUP]
-        rows_a, left = layout(a, codes_a, owner_a, group)
-        rows_b, right = layout(b, codes_b, owner_b, group)
-        if len(rows_a) == a.num_structures and len(rows_b) == b.num_structures:
-            kernel += left @ right.T
-        else:
-            kernel[np.ix_(rows_a, rows_b)] += left @ right.T
+        left = densify(a, group)
+        kernel += left @ (left if a is b else densify(b, group)).T
     return kernel
+
+
+def densify(spectra: AverageSpectra, group: np.ndarray) -> np.ndarray:
+    """Every row x (group triples x width), zeros where a row lacks a triple."""
+    n, width = spectra.num_structures, spectra.values.shape[1]
+    codes = key_codes(spectra.keys)
+    where = np.searchsorted(group, codes)
+    hit = where < len(group)
+    hit[hit] = group[where[hit]] == codes[hit]
+    rows = np.repeat(np.arange(n), np.diff(spectra.indptr))
+    dense = np.zeros((n, len(group), width))
+    dense[rows[hit], where[hit]] = spectra.values[hit]
+    return dense.reshape(n, len(group) * width)
 
 
 def useful_fraction(a: AverageSpectra, b: AverageSpectra) -> float:
@@ -198,7 +186,7 @@ def tile_bench(
     gc.collect()
     result["crystaldb"] = median_time(lambda: linear_kernel(a, b), repeat)
     result["crystaldb_diag"] = median_time(lambda: linear_kernel(a, a), repeat)
-    result["what_if"] = median_time(lambda: rows_linear_kernel(a, b), repeat)
+    result["every_row"] = median_time(lambda: every_row_linear_kernel(a, b), repeat)
     return result
 
 
@@ -213,7 +201,7 @@ def print_tiles(results: list[dict[str, Any]]) -> None:
             ("crystaldb linear_kernel(a, b)", r["crystaldb"], r["numpy"]),
             ("NumPy A @ A.T (syrk)", r["numpy_syrk"], r["numpy_syrk"]),
             ("crystaldb linear_kernel(a, a)", r["crystaldb_diag"], r["numpy_syrk"]),
-            ("what-if: rows per group (a, b)", r["what_if"], r["numpy"]),
+            ("ablation: every row per group (a, b)", r["every_row"], r["numpy"]),
         ]
         for label, seconds, base in rows:
             rate = r["flops"] / seconds / GB
@@ -403,8 +391,10 @@ def peak_traced(run: Callable[[], Any]) -> int:
     return peak - before
 
 
-def krr_memory(settings: Any, kernel_id: int, n: int, krr_n: int, cv_n: int) -> list[dict]:
-    """fit and 10-fold cross_validate on leading blocks of the built kernel."""
+def krr_memory(
+    settings: Any, kernel_id: int, n: int, krr_n: int, cv_n: int, landmarks: int | None
+) -> list[dict]:
+    """fit and 10-fold cross_validate on leading blocks of the built kernel, exact and Nystrom."""
     store = ArtifactStore(settings.store_location)
     matrix = store.open_array(f"kernels/{kernel_id}/matrix")
 
@@ -412,32 +402,59 @@ def krr_memory(settings: Any, kernel_id: int, n: int, krr_n: int, cv_n: int) -> 
         return np.asarray(matrix.oindex[rows, cols])  # as train_krr reads it
 
     y = np.random.default_rng(0).gamma(4.0, 0.76, n)
+    fit_n, folds_n = min(krr_n, n), min(cv_n, n)
+    m = landmarks or fit_n // 4
+    spread = np.random.default_rng(1).choice(fit_n, size=min(m, fit_n), replace=False)
+    chosen = np.sort(spread)  # the landmarks: rows of the fit's block, their own columns
     out = []
-    for label, size, run in (
-        ("fit", min(krr_n, n), lambda t: fit(read, t, y[t], 1e-3)),
+    for label, size, columns, run in (
+        ("fit", fit_n, fit_n, lambda t: fit(read, t, y[t], 1e-3)),
         (
             "cross_validate, 10 folds x 8",
-            min(cv_n, n),
+            folds_n,
+            folds_n,
             lambda t: cross_validate(read, t, y[t], GRID),
+        ),
+        (
+            f"nystrom_fit, m = {len(chosen):,}",
+            fit_n,
+            len(chosen),
+            lambda t: nystrom_fit(read, t, y[t], chosen, chosen, 1e-3),
+        ),
+        (
+            "cross_validate_nystrom, 10 x 8",
+            fit_n,
+            len(chosen),
+            lambda t: cross_validate_nystrom(read, t, y[t], chosen, chosen, GRID),
         ),
     ):
         train = np.arange(size)
         seconds, rss = peak_rss(lambda train=train, run=run: run(train))
         traced = peak_traced(lambda train=train, run=run: run(train))
-        out.append({"label": label, "n": size, "seconds": seconds, "rss": rss, "traced": traced})
+        out.append(
+            {
+                "label": label,
+                "n": size,
+                "kernel": 8.0 * size * columns,
+                "seconds": seconds,
+                "rss": rss,
+                "traced": traced,
+            }
+        )
     return out
 
 
 def print_krr(rows: list[dict]) -> None:
     """The KRR memory table."""
     print()
-    print("c. KRR peak memory above the start, against K = 8 N^2 bytes (goal <= 1.2x)")
+    print("c. KRR peak memory above the start, against the kernel it reads (goal <= 1.2x):")
+    print("   K = 8 N^2 bytes for exact KRR, the N x m rectangle (8 N m) for Nystrom")
     print(
         f"{'call':<32}{'N':>7}{'K GB':>7}{'seconds':>9}{'peak RSS GB':>13}{'x K':>6}"
         f"{'traced GB':>11}{'x K':>6}"
     )
     for r in rows:
-        size = 8.0 * r["n"] ** 2
+        size = r["kernel"]
         print(
             f"{r['label']:<32}{r['n']:>7,}{size / GB:7.2f}{r['seconds']:9.1f}"
             f"{r['rss'] / GB:13.2f}{r['rss'] / size:6.2f}{r['traced'] / GB:11.2f}"
@@ -454,6 +471,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=12_500, help="structures of the kernel")
     parser.add_argument("--krr-n", type=int, default=10_000, help="training size of the fit")
     parser.add_argument("--cv-n", type=int, default=4_000, help="training size of the CV")
+    parser.add_argument("--landmarks", type=int, default=None, help="Nystrom m (krr-n / 4)")
     parser.add_argument("--tile", type=int, default=2048, help="tile and chunk size")
     parser.add_argument("--repeat", type=int, default=3, help="runs per CHNO tile timing")
     parser.add_argument("--cap-columns", type=int, default=65_536, help="NumPy D cap (memory)")
@@ -493,7 +511,9 @@ def main() -> None:
         print(f"stored {len(ids):,} structures in {time.perf_counter() - start:.1f} s (untimed)")
         build = end_to_end(db, settings, ids, args.tile, records)
         print_build(args.n, build)
-        print_krr(krr_memory(settings, build["kernel_id"], args.n, args.krr_n, args.cv_n))
+        print_krr(
+            krr_memory(settings, build["kernel_id"], args.n, args.krr_n, args.cv_n, args.landmarks)
+        )
         db.dispose()
     finally:
         drop_database(url)
