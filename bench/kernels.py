@@ -32,7 +32,7 @@ c. KRR peak memory: `krr.fit` on the first --krr-n rows of that Zarr kernel (rea
    against the size of the N x N training kernel (8 N^2 bytes): the peak RSS above the RSS
    before the call (VmHWM reset through /proc/self/clear_refs) and tracemalloc's peak (NumPy
    registers its buffers), in two separate runs. Then Nystrom: `nystrom_fit` and
-   `cross_validate_nystrom` on the same rows against --landmarks of them (default a
+   `cross_validate(nystrom=...)` on the same rows against --landmarks of them (default a
    quarter), each against the N x m rectangle it reads (8 N m bytes).
 """
 
@@ -63,7 +63,7 @@ from soap import cell_of, frames_of, organic_records  # bench/soap.py
 
 from crystaldb.compute.kernel_build import build_kernel, read_spectra
 from crystaldb.compute.kernels import KEYS_PER_GROUP, key_codes, linear_kernel
-from crystaldb.compute.krr import cross_validate, cross_validate_nystrom, fit, nystrom_fit
+from crystaldb.compute.krr import cross_validate, fit, nystrom_fit
 from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra
 from crystaldb.ingest.load import write_chunk
 from crystaldb.ingest.records import StructureRecord
@@ -422,10 +422,10 @@ def krr_memory(
             lambda t: nystrom_fit(read, t, y[t], chosen, chosen, 1e-3),
         ),
         (
-            "cross_validate_nystrom, 10 x 8",
+            "cross_validate (Nystrom), 10 x 8",
             fit_n,
             len(chosen),
-            lambda t: cross_validate_nystrom(read, t, y[t], chosen, chosen, GRID),
+            lambda t: cross_validate(read, t, y[t], GRID, nystrom=(chosen, chosen)),
         ),
     ):
         train = np.arange(size)

@@ -28,8 +28,8 @@ import crystaldb
 from crystaldb.compute.cells import Selection, select_structures
 from crystaldb.compute.graph_build import GraphBuildSummary, build_graphs
 from crystaldb.compute.graphs import parse_recipe
-from crystaldb.compute.kernel_build import build_kernel, list_kernels
-from crystaldb.compute.krr_jobs import train_krr
+from crystaldb.compute.kernel_build import build_kernel, choose_landmarks, list_kernels
+from crystaldb.compute.krr_jobs import TrainSummary, train_krr
 from crystaldb.compute.models import list_models
 from crystaldb.compute.soap import SoapHypers
 from crystaldb.ingest.labels import read_label_table
@@ -406,6 +406,13 @@ def kernel_build(
         "--columns-release",
         help="NAME[:VERSION]: a rectangle against this release's train split (for prediction).",
     ),
+    landmarks: int | None = typer.Option(
+        None,
+        "--landmarks",
+        help="M: a Nyström rectangle against M landmarks drawn from the train split of"
+        " --columns-release, else of --release (for more than 50,000 training structures).",
+    ),
+    landmark_seed: int = typer.Option(0, "--landmark-seed", help="Seed of the landmark draw."),
     descriptor: str = typer.Option("soap", "--descriptor", help="Only soap for now."),
     rc: float = typer.Option(4.0, "--rc", help="SOAP cutoff radius (angstrom)."),
     n: int = typer.Option(8, "--n", help="Radial functions n_max (featomic max_radial = n - 1)."),
@@ -425,8 +432,22 @@ def kernel_build(
     db = _database(settings)
     migrate.require_current(db)
     rows = _selection(db, release, where, everything, "the kernel's rows")
-    cols = None
-    if columns is not None:
+    cols, chosen, against = None, None, ""
+    if landmarks is not None:
+        source = columns or release
+        if source is None:
+            raise typer.BadParameter(
+                "landmarks are drawn from a release's labelled train split: give --release"
+                " (or --columns-release)",
+                param_hint="--landmarks",
+            )
+        chosen = choose_landmarks(db, source, landmarks, landmark_seed)
+        cols = chosen.ids
+        against = (
+            f"\n  columns: {landmarks} landmarks drawn (seed {landmark_seed}) from the train"
+            f" split of {chosen.record['release']}"
+        )
+    elif columns is not None:
         target = select_structures(db, release=columns)
         cols = [
             s
@@ -445,11 +466,12 @@ def kernel_build(
             workers=workers,
             on_progress=update,
             description=rows.description,
+            landmarks=chosen.record if chosen else None,
         )
     console.print(
         f"kernel {summary.kernel_id}: {summary.shape[0]} x {summary.shape[1]} "
         f"({rows.description}), {summary.tiles_computed} of {summary.tiles_total} tiles computed"
-        f" by run {summary.run_id}\n  {summary.array_uri}\n  sha256 {summary.checksum}"
+        f" by run {summary.run_id}{against}\n  {summary.array_uri}\n  sha256 {summary.checksum}"
     )
 
 
@@ -474,7 +496,12 @@ def kernel_list() -> None:
 
 @train_app.command("krr")
 def train_krr_command(
-    kernel: int = typer.Option(..., "--kernel", help="A square kernel over the release."),
+    kernel: int = typer.Option(
+        ...,
+        "--kernel",
+        help="A square kernel over the release (exact KRR), or a rectangle against landmarks"
+        " of its train split (`kernel build --landmarks M`: Nyström KRR).",
+    ),
     release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
     folds: int = typer.Option(10, "--folds", min=2, help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
@@ -488,11 +515,24 @@ def train_krr_command(
         summary = train_krr(
             db, settings, kernel, release, folds=folds, seed=seed, name=name, on_progress=update
         )
+    _print_krr(summary, folds)
+
+
+def _print_krr(summary: TrainSummary, folds: int) -> None:
+    """The CV table, the method, the test metrics beside the median baseline, the curve."""
     table = Table("regularisation", f"{folds}-fold CV MAE (eV)")
     for value, mae in summary.cv_mae.items():
         mark = " [green]<- chosen[/green]" if value == summary.regularisation else ""
         table.add_row(f"{value:g}", f"{mae:.3f}{mark}")
     console.print(table)
+    nystrom = summary.nystrom
+    if nystrom:
+        seed = "" if nystrom["seed"] is None else f" (seed {nystrom['seed']})"
+        added = f", jitter {nystrom['jitter']:.2g} on the diagonal" if nystrom["jitter"] else ""
+        console.print(f"Nyström KRR over {nystrom['landmarks']} landmarks{seed}{added}")
+    for value, jitter in summary.cv_jitter.items():
+        if jitter:
+            console.print(f"  CV at {value:g}: jitter up to {jitter:.2g} added to the diagonal")
     test = summary.metrics
     if test:
         console.print(
@@ -506,6 +546,94 @@ def train_krr_command(
         console.print(f"  plot: {summary.plot_uri}")
     else:
         console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
+
+
+reproduce_app = typer.Typer(
+    help="Published protocols as one command, beside the published numbers: omdb-gap1.",
+    no_args_is_help=True,
+)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@reproduce_app.command("omdb-gap1")
+def reproduce_omdb_gap1_command(
+    folder: Path = typer.Argument(
+        ..., help="A folder in the OMDB-GAP1 layout: structures.xyz, bandgaps.csv, CODids.csv."
+    ),
+    train: int = typer.Option(10_000, "--train", help="The first N structures train."),
+    test: int = typer.Option(2_500, "--test", help="The last M structures are the test set."),
+    landmarks: int | None = typer.Option(
+        None, "--landmarks", help="Nyström KRR over M landmarks of the train split, not exact."
+    ),
+    landmark_seed: int = typer.Option(0, "--landmark-seed", help="Seed of the landmark draw."),
+    folds: int = typer.Option(10, "--folds", min=2, help="Cross-validation folds."),
+    release_name: str = typer.Option(
+        "omdb-gap1", "--release-name", help="Name of the release (versions 1, 2, ...)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
+) -> None:
+    """The OMDB-GAP1 paper's SOAP-KRR protocol: ingest, release, kernel, KRR, beside the paper."""
+    from crystaldb.compute.reproduce import check_request, reproduce_omdb_gap1
+
+    check_request(folder, train, test, folds)
+    settings = load_settings()
+    db = _database(settings)
+    migrate.require_current(db)
+
+    def on_step(step: str, result: Any) -> None:
+        if step == "ingest":
+            _print_ingest_summary(db, result)
+        elif step == "release":
+            ref, reused = result
+            done = "reused (same members, split and gaps)" if reused else "created"
+            console.print(f"release {ref} {done}: first {train} train, last {test} test")
+        elif step == "kernel":
+            console.print(
+                f"kernel {result.kernel_id}: average SOAP (r_c 4 A, n 8, l 6), "
+                f"{result.shape[0]} x {result.shape[1]}, {result.tiles_computed} of "
+                f"{result.tiles_total} tiles computed by run {result.run_id}"
+            )
+        else:
+            _print_krr(result, folds)
+
+    with _stage_progress() as update:
+        done = reproduce_omdb_gap1(
+            db,
+            settings,
+            folder,
+            train=train,
+            test=test,
+            landmarks=landmarks,
+            landmark_seed=landmark_seed,
+            folds=folds,
+            release_name=release_name,
+            workers=workers,
+            on_progress=update,
+            on_step=on_step,
+        )
+    console.print(_beside_the_paper(done.model, train, test))
+
+
+def _beside_the_paper(model: TrainSummary, train: int, test: int) -> Table:
+    """This run's test metrics and median baseline beside the paper's SOAP numbers."""
+    from crystaldb.compute.reproduce import PAPER
+
+    metrics = model.metrics
+    method = f"Nyström, {model.nystrom['landmarks']:,} landmarks" if model.nystrom else "exact"
+    table = Table("OMDB-GAP1 protocol", "this run", "paper (SOAP)")
+    table.add_row(
+        "training / test structures", f"{train:,} / {test:,}", f"{PAPER.train:,} / {PAPER.test:,}"
+    )
+    table.add_row("KRR", method, "exact")
+    table.add_row("regularisation (CV)", f"{model.regularisation:g}", "by CV")
+    for label, key, paper in (
+        ("test MAE (eV)", "mae", PAPER.mae),
+        ("test RMSE (eV)", "rmse", PAPER.rmse),
+    ):
+        low, high = metrics[f"{key}_ci95"]
+        table.add_row(label, f"{metrics[key]:.3f} [{low:.3f}, {high:.3f}]", f"{paper:.3f}")
+    table.add_row("median baseline (eV)", f"{model.baseline_mae:.3f}", f"{PAPER.baseline_mae:.3f}")
+    return table
 
 
 def _train_graph_network(

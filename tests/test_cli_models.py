@@ -63,6 +63,7 @@ def test_model_commands_name_what_is_wrong(databases: DatabaseFactory, tmp_path:
         (("kernel", "build", "--release", "nope"), "--release: no release nope"),
         (("kernel", "build", "--all", "--rc", "0"), "--rc"),
         (("kernel", "build"), "give one of --release, --where or --all"),
+        (("kernel", "build", "--all", "--landmarks", "5"), "--landmarks"),
         (("train", "krr", "--kernel", "7", "--release", "x"), "--kernel: no kernel 7"),
         (("predict", "--model", "3", "--all"), "--model: no model 3"),
         (("ingest", str(JARVIS), "--labels", str(tmp_path / "none.csv")), "--labels"),

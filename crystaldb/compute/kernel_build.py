@@ -5,7 +5,9 @@ bounded batches; workers compute (pure functions of `soap` and `kernels`) and, f
 write their own tile straight into the Zarr array. The square kernel of N structures is cut
 into tiles of `tile` x `tile` (one Zarr chunk each); each off-diagonal tile is computed once
 and written twice (as itself and transposed). A one-byte-per-tile `done` array records
-finished tiles, so an interrupted build resumes where it stopped.
+finished tiles, so an interrupted build resumes where it stopped. For the Nyström
+approximation the columns are m landmarks drawn (seeded) from a release's labelled train
+split (`landmarks`); the kernel row records their count, seed and release.
 
 Layout in the artifact store:
   descriptors/<id>/{indptr,keys,values,norms}   average SOAP spectra, CSR by structure
@@ -24,15 +26,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ARRAY, BigInteger, cast, select
 
-from crystaldb.compute.cells import batches, load_cells
+from crystaldb.compute.cells import batches, load_cells, release_labels, select_structures
 from crystaldb.compute.kernels import average_kernel
+from crystaldb.compute.krr import RegressionError, draw_landmarks, exact_advice
 from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra, concatenate
 from crystaldb.platform.cluster import bounded_map, dask_client, worker_count
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings
 from crystaldb.platform.store import ArtifactStore
-from crystaldb.schema import DescriptorSet, KernelMatrix
+from crystaldb.schema import DescriptorSet, KernelMatrix, Release
 from crystaldb.schema.runs import track_run
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,41 @@ class KernelSummary:
     run_id: int
     array_uri: str
     checksum: str
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """The columns of a Nyström rectangle, and what the kernel row records of their choice."""
+
+    ids: list[int]
+    record: dict[str, Any]  # {"count": M, "seed": S, "release": "NAME:VERSION"}
+
+
+def choose_landmarks(db: Database, release: str, count: int, seed: int = 0) -> Landmarks:
+    """M structures drawn at random (seeded) from the release's labelled train split."""
+    selection = select_structures(db, release=release)
+    labels = release_labels(db, selection)
+    train = [
+        sid
+        for sid, split, label in zip(
+            selection.structure_ids, selection.splits or (), labels, strict=True
+        )
+        if split == "train" and not np.isnan(label)
+    ]
+    if not train:
+        raise KernelError(
+            f"--landmarks: {selection.description} has no labelled train split to draw"
+            " landmarks from; create the release with --label and --split (e.g. ordered:N,M)"
+        )
+    with db.session() as session:
+        release_row = session.get_one(Release, selection.release_id)
+        name = f"{release_row.name}:{release_row.version}"
+    try:
+        chosen = draw_landmarks(len(train), count, seed, f"release {name}")
+    except RegressionError as exc:
+        raise KernelError(str(exc)) from None
+    record = {"count": count, "seed": seed, "release": name}
+    return Landmarks(ids=[train[i] for i in chosen], record=record)
 
 
 # --- workers --------------------------------------------------------------------------------
@@ -235,8 +273,12 @@ def build_kernel(
     workers: int | None = None,
     on_progress: Progress | None = None,
     description: str = "",
+    landmarks: dict[str, Any] | None = None,
 ) -> KernelSummary:
-    """The average kernel between `rows` and `cols` (square over `rows` when cols is None)."""
+    """The average kernel between `rows` and `cols` (square over `rows` when cols is None).
+
+    `landmarks` (count, seed, release) records that `cols` are a Nyström rectangle's landmarks.
+    """
     hypers = hypers or SoapHypers()
     rows = list(rows)
     cols_list = rows if cols is None else list(cols)
@@ -247,11 +289,17 @@ def build_kernel(
     if tile < 16:
         raise KernelError(f"--tile: at least 16 rows per tile (got {tile})")
     symmetric = cols is None or cols_list == rows
+    advice = exact_advice(len(rows)) if symmetric else None
+    if advice:
+        log.warning("a square kernel of %s structures: %s", f"{len(rows):,}", advice)
     store = ArtifactStore(settings.store_location)
+    hyper: dict[str, Any] = {"zeta": zeta, "normalised": True}
+    if landmarks is not None:
+        hyper["landmarks"] = landmarks
     parameters = {
         "descriptor": hypers.record(),
         "kernel": KERNEL_KIND,
-        "zeta": zeta,
+        **hyper,
         "tile": tile,
         "shape": [len(rows), len(cols_list)],
         "selection": description,
@@ -263,7 +311,7 @@ def build_kernel(
             if set_id is None:
                 set_id = build_descriptors(db, client, store, hypers, needed, run.id, on_progress)
             kernel_id = _find_or_create_kernel(
-                db, store, set_id, rows, cols_list, zeta, tile, run.id
+                db, store, set_id, rows, cols_list, hyper, tile, run.id
             )
             jobs = _pending_tiles(db, store, set_id, kernel_id, rows, cols_list, zeta, tile)
             total = _tile_count(len(rows), len(cols_list), tile, symmetric)
@@ -298,12 +346,11 @@ def _find_or_create_kernel(
     set_id: int,
     rows: list[int],
     cols: list[int],
-    zeta: float,
+    hyper: dict[str, Any],
     tile: int,
     run_id: int,
 ) -> int:
     """The same kernel already started (to resume or reuse), or a new row and empty arrays."""
-    hyper = {"zeta": zeta, "normalised": True}
     with db.session() as session:
         existing = session.scalars(
             select(KernelMatrix.id)

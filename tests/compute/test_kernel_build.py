@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from crystaldb.compute.cells import load_cells, select_structures
-from crystaldb.compute.kernel_build import KernelError, build_kernel
+from crystaldb.compute.kernel_build import KernelError, build_kernel, choose_landmarks
 from crystaldb.compute.kernels import average_kernel
 from crystaldb.compute.soap import SoapHypers, average_spectra
 from crystaldb.platform.store import ArtifactStore
@@ -93,3 +93,29 @@ def test_bad_arguments_are_named(jarvis: LabelledDatabase, arguments: dict, mess
     rows = arguments.pop("rows", _ids(jarvis))
     with pytest.raises(KernelError, match=message):
         build_kernel(jarvis.db, jarvis.settings, rows, hypers=SMALL, **arguments)
+
+
+@pytest.mark.slow
+def test_a_landmark_rectangle_records_its_draw_and_is_reused(jarvis: LabelledDatabase) -> None:
+    ids = _ids(jarvis)
+    chosen = choose_landmarks(jarvis.db, jarvis.release, 7, seed=3)
+    assert len(set(chosen.ids)) == 7 and set(chosen.ids) <= set(ids[: jarvis.n_train])
+    assert chosen.ids == choose_landmarks(jarvis.db, jarvis.release, 7, seed=3).ids
+    build = {"hypers": SMALL, "tile": 16, "workers": 1, "landmarks": chosen.record}
+    first = build_kernel(jarvis.db, jarvis.settings, ids, chosen.ids, **build)
+    again = build_kernel(jarvis.db, jarvis.settings, ids, chosen.ids, **build)
+    assert again.kernel_id == first.kernel_id and again.tiles_computed == 0
+    assert first.shape == (50, 7)
+    with jarvis.db.session() as session:
+        row = session.get_one(KernelMatrix, first.kernel_id)
+        assert row.hyperparameters["landmarks"] == {
+            "count": 7,
+            "seed": 3,
+            "release": "jarvis:1.0",
+        }
+        assert row.col_ids == chosen.ids
+    store = ArtifactStore(jarvis.settings.store_location)
+    part = store.open_array(f"kernels/{first.kernel_id}/matrix")[:]
+    spectra = average_spectra(load_cells(jarvis.db, ids), SMALL)
+    columns = [ids.index(s) for s in chosen.ids]
+    np.testing.assert_allclose(part, average_kernel(spectra, spectra)[:, columns], atol=1e-12)

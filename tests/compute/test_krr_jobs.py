@@ -9,11 +9,11 @@ from sqlalchemy import select
 from crystaldb.compute import krr
 from crystaldb.compute.cells import load_cells, release_labels, select_structures
 from crystaldb.compute.inference import predict
-from crystaldb.compute.kernel_build import KernelError, build_kernel
-from crystaldb.compute.krr_jobs import load_krr, predict_cells, train_krr
+from crystaldb.compute.kernel_build import KernelError, build_kernel, choose_landmarks
+from crystaldb.compute.krr_jobs import _check_memory, load_krr, predict_cells, train_krr
 from crystaldb.compute.models import ModelError
 from crystaldb.platform.store import ArtifactStore
-from crystaldb.schema import Model, Prediction, Run
+from crystaldb.schema import KernelMatrix, Model, Prediction, Run
 from tests.compute.conftest import LabelledDatabase
 from tests.compute.test_kernel_build import SMALL
 
@@ -107,3 +107,115 @@ def test_learning_curve_is_stored_with_its_plot(jarvis: LabelledDatabase, traine
         f"models/{name}-learning-curve.png"
     )
     assert png.startswith(b"\x89PNG")
+
+
+# --- Nyström ---------------------------------------------------------------------------------
+
+
+def _landmark_kernel(jarvis: LabelledDatabase, count: int) -> int:
+    """A rectangle of the release against `count` landmarks of its train split (seed 0)."""
+    chosen = choose_landmarks(jarvis.db, jarvis.release, count, seed=0)
+    ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    summary = build_kernel(
+        jarvis.db,
+        jarvis.settings,
+        ids,
+        chosen.ids,
+        hypers=SMALL,
+        tile=32,
+        workers=1,
+        landmarks=chosen.record,
+    )
+    return summary.kernel_id
+
+
+@pytest.mark.slow
+def test_every_training_structure_as_a_landmark_predicts_as_exact_krr(
+    jarvis: LabelledDatabase, trained
+) -> None:
+    square, _ = trained
+    rectangle = _landmark_kernel(jarvis, jarvis.n_train)
+    exact = train_krr(jarvis.db, jarvis.settings, square, jarvis.release, grid=(1e-3,), folds=5)
+    nystrom = train_krr(
+        jarvis.db, jarvis.settings, rectangle, jarvis.release, grid=(1e-3,), folds=5
+    )
+    assert exact.nystrom is None
+    assert nystrom.nystrom == {
+        "landmarks": jarvis.n_train,
+        "seed": 0,
+        "release": "jarvis:1.0",
+        "jitter": 0.0,
+    }
+    cells = load_cells(
+        jarvis.db, list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    )
+    a = predict_cells(cells, load_krr(jarvis.db, jarvis.settings, exact.model_id)[1])
+    b = predict_cells(cells, load_krr(jarvis.db, jarvis.settings, nystrom.model_id)[1])
+    np.testing.assert_allclose(b, a, atol=1e-6)
+    assert nystrom.metrics["mae"] == pytest.approx(exact.metrics["mae"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_fewer_landmarks_store_their_count_and_predict_every_member(
+    jarvis: LabelledDatabase,
+) -> None:
+    kernel_id = _landmark_kernel(jarvis, 12)
+    summary = train_krr(jarvis.db, jarvis.settings, kernel_id, jarvis.release, folds=5)
+    chosen = choose_landmarks(jarvis.db, jarvis.release, 12, seed=0)
+    with jarvis.db.session() as session:
+        model = session.get_one(Model, summary.model_id)
+        kernel = session.get_one(KernelMatrix, kernel_id)
+        assert kernel.hyperparameters["landmarks"] == {
+            "count": 12,
+            "seed": 0,
+            "release": "jarvis:1.0",
+        }
+        assert model.kernel_id == kernel_id
+        assert model.hyperparameters["nystrom"]["landmarks"] == 12
+        assert model.hyperparameters["nystrom"]["seed"] == 0
+        test = model.metrics["test"]
+        assert test["n"] == jarvis.n_test and test["mae_ci95"][0] <= test["mae"]
+        assert model.metrics["learning_curve"][-1]["train"] == jarvis.n_train
+    _, weights = load_krr(jarvis.db, jarvis.settings, summary.model_id)
+    assert weights.train_ids.tolist() == chosen.ids and weights.alpha.shape == (12,)
+    selection = select_structures(jarvis.db, release=jarvis.release)
+    run_id, written = predict(jarvis.db, jarvis.settings, summary.model_id, selection)
+    assert written == len(selection.structure_ids)
+    with jarvis.db.session() as session:
+        stored = dict(
+            session.execute(
+                select(Prediction.structure_id, Prediction.value).where(Prediction.run_id == run_id)
+            ).all()
+        )
+    assert sorted(stored) == sorted(selection.structure_ids)
+    gaps = release_labels(jarvis.db, selection)
+    test_ids = selection.structure_ids[jarvis.n_train :]
+    mae = np.mean(
+        [abs(stored[s] - g) for s, g in zip(test_ids, gaps[jarvis.n_train :], strict=True)]
+    )
+    assert mae == pytest.approx(summary.metrics["mae"], abs=1e-9)
+
+
+def test_bad_landmark_requests_are_named(jarvis: LabelledDatabase, trained) -> None:
+    with pytest.raises(KernelError, match="--landmarks: at least 1"):
+        choose_landmarks(jarvis.db, jarvis.release, 0)
+    with pytest.raises(KernelError, match=r"--landmarks 41: release jarvis:1\.0 has only 40"):
+        choose_landmarks(jarvis.db, jarvis.release, jarvis.n_train + 1)
+    ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    outside = build_kernel(
+        jarvis.db, jarvis.settings, ids, ids[-5:], hypers=SMALL, tile=32, workers=1
+    )  # columns from the test split
+    with pytest.raises(KernelError, match=r"--kernel \d+: 5 of its 5 columns are not labelled"):
+        train_krr(jarvis.db, jarvis.settings, outside.kernel_id, jarvis.release, folds=5)
+
+
+def test_training_that_would_not_fit_in_memory_is_refused_else_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    advice = krr.exact_advice(60_000)
+    assert advice is not None
+    with pytest.raises(ModelError, match=r"--kernel 7: exact KRR of 60,000 .* available"):
+        _check_memory(7, 1e18, advice)  # an exabyte: more than any machine here has
+    with caplog.at_level("WARNING"):
+        _check_memory(7, 1.0, advice)
+    assert "--landmarks M" in caplog.text and "28.8 GB" in caplog.text
