@@ -34,6 +34,7 @@ from crystaldb.platform.errors import CrystaldbError
 DEFAULT_GRID = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TIE_EV = 1e-4  # validation MAEs closer than this (eV) are not told apart
 STRIP = 512  # rows restored at a time: a strip of 512 x N, never a second N x N
+READ_BLOCK = 2048  # rows and columns read from the kernel at a time (its default tile)
 EXACT_LIMIT = 50_000  # training structures beyond which exact KRR's N x N kernel is too big
 JITTERS = tuple(10.0**k for k in range(-12, -5))  # tried in turn, times the mean diagonal
 
@@ -67,11 +68,19 @@ class Fit:
 
 
 def load_square(read: Reader, index: np.ndarray) -> np.ndarray:
-    """K[index][:, index] in a Fortran-ordered buffer, filled a strip at a time."""
+    """K[index][:, index] in a Fortran-ordered buffer, filled a block at a time.
+
+    Blocks of READ_BLOCK x READ_BLOCK (the kernels' default tile, so a block of leading rows
+    is one Zarr chunk, decoded once) keep the memory beside the buffer to a chunk or two,
+    where strips of rows x all columns would decode a whole row of chunks at a time.
+    """
     n = len(index)
     buffer = np.empty((n, n), order="F")
-    for start in range(0, n, STRIP):
-        buffer[start : start + STRIP] = read(index[start : start + STRIP], index)
+    for row in range(0, n, READ_BLOCK):
+        rows = index[row : row + READ_BLOCK]
+        for col in range(0, n, READ_BLOCK):
+            block = read(rows, index[col : col + READ_BLOCK])
+            buffer[row : row + READ_BLOCK, col : col + READ_BLOCK] = block
     return buffer
 
 

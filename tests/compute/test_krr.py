@@ -36,6 +36,22 @@ def test_in_place_factorisation_matches_a_plain_solve(real_kernel) -> None:
     np.testing.assert_array_equal(np.triu(buffer, 1), np.triu(kernel, 1))  # upper kept
 
 
+def test_blockwise_read_of_a_scattered_index(real_kernel, monkeypatch) -> None:
+    """Blocks smaller than the index, edges that do not divide it: the same square."""
+    kernel, _ = real_kernel
+    monkeypatch.setattr(krr, "READ_BLOCK", 7)
+    index = np.random.default_rng(1).permutation(len(kernel))[:45]
+    reads: list[tuple[int, int]] = []
+
+    def read(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        reads.append((len(rows), len(cols)))
+        return kernel[np.ix_(rows, cols)]
+
+    buffer = krr.load_square(read, index)
+    np.testing.assert_array_equal(buffer, kernel[np.ix_(index, index)])
+    assert buffer.flags.f_contiguous and max(max(r) for r in reads) <= 7 and len(reads) == 49
+
+
 def test_small_regularisation_interpolates_the_training_set(real_kernel) -> None:
     kernel, gaps = real_kernel
     index = np.arange(len(gaps))
