@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -53,6 +56,16 @@ def _health(db: Database) -> Route:
     return Route("/health", health, methods=["GET"])
 
 
+@asynccontextmanager
+async def _frozen_heap(app: Starlette) -> AsyncIterator[None]:
+    """Moves what is alive at startup (pymatgen, ase, SQLAlchemy, the schema: half a million
+    objects) out of the garbage collector's sight, for the whole process: a full collection
+    then scans only what requests made, instead of taking 200-300 ms every 40th request."""
+    gc.collect()
+    gc.freeze()
+    yield
+
+
 def create_app(
     db: Database, settings: Settings | None = None, schema: Schema | None = None
 ) -> Starlette:
@@ -70,4 +83,4 @@ def create_app(
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=_frozen_heap)

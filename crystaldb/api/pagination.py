@@ -13,13 +13,14 @@ import strawberry
 from sqlalchemy import ColumnElement, Executable, func, select, tuple_
 
 from crystaldb.api.errors import ApiError
-from crystaldb.api.loaders import SUMMARY_COLUMNS
+from crystaldb.api.loaders import SUMMARY_COLUMNS, SUMMARY_NAMES
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.structures import Structure
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+_ID = SUMMARY_NAMES.index("id")
 
 
 @strawberry.enum(description="Order of structures; ties are broken by id in the same direction.")
@@ -49,9 +50,12 @@ def check_first(first: int) -> int:
     return first
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds one per call otherwise
+
+
 def encode_cursor(sort: StructureSort, key: Any, structure_id: int) -> str:
     """Opaque cursor: base64 of the sort, its key and the id of the last structure seen."""
-    raw = json.dumps([sort.value, key, structure_id], separators=(",", ":"))
+    raw = _COMPACT.encode([sort.value, key, structure_id])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
@@ -117,5 +121,16 @@ def page_query(
 
 
 def row_key(sort: StructureSort, row: Any) -> Any:
-    """The sort key a cursor records for a row (None for ID_ASC, where the id is the key)."""
-    return None if sort is StructureSort.ID_ASC else row.sort_key
+    """The sort key a cursor records for a row (None for ID_ASC, where the id is the key); the
+    page statement selects it last (read by position: see loaders.reader)."""
+    return None if sort is StructureSort.ID_ASC else row[-1]
+
+
+def row_id(row: Any) -> int:
+    """The structure id of a row starting with SUMMARY_COLUMNS."""
+    return int(row[_ID])
+
+
+def row_cursor(sort: StructureSort, row: Any) -> str:
+    """The cursor of a page's row."""
+    return encode_cursor(sort, row_key(sort, row), row_id(row))

@@ -5,29 +5,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from sqlalchemy import select
 from strawberry.extensions import MaskErrors, QueryDepthLimiter
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.types.nodes import SelectedField, Selection
+from strawberry.utils.str_converters import to_camel_case
 
+from crystaldb.api.documents import CachedDocuments, DocumentCache
 from crystaldb.api.errors import MASKED_MESSAGE, ApiError, should_mask
 from crystaldb.api.filters import StructureFilter, compile_filter
 from crystaldb.api.limits import CostLimiter, timeout_error
-from crystaldb.api.loaders import SUMMARY_COLUMNS, Context, releases_with_counts
+from crystaldb.api.loaders import (
+    NESTED,
+    SUMMARY_COLUMNS,
+    Context,
+    Rows,
+    releases_with_counts,
+)
 from crystaldb.api.mutations import Mutation
 from crystaldb.api.pagination import (
     DEFAULT_PAGE,
     MAX_PAGE,
     StructureSort,
     check_first,
-    encode_cursor,
     page_query,
-    row_key,
+    row_cursor,
+    row_id,
 )
 from crystaldb.api.types import (
     Info,
@@ -39,6 +48,7 @@ from crystaldb.api.types import (
     StructureType,
     release_type,
     run_type,
+    structure_type,
 )
 from crystaldb.compute.kernel_build import KernelError
 from crystaldb.compute.similarity import similar as similar_structures
@@ -105,14 +115,8 @@ class Query:
         query = page_query(compiled.where, sort, check_first(first), after, band_gap_functional)
         if compiled.models:
             await _check_models(info, compiled.models)
-        rows = await info.context.fetch(query.rows)
-        page = rows[:first]
-        edges = [
-            StructureEdge(
-                cursor=encode_cursor(sort, row_key(sort, r), r.id), node=StructureType(row=r)
-            )
-            for r in page
-        ]
+        rows, nested = await info.context.fetch_page(query.rows, first, _node_lists(info))
+        edges = [_edge(sort, row, nested) for row in rows[:first]]
         end = edges[-1].cursor if edges else None
         info_ = PageInfo(has_next_page=len(rows) > first, end_cursor=end)
         return StructureConnection(edges=edges, page_info=info_, count=query.count)
@@ -141,7 +145,7 @@ class Query:
         by_id = {r.id: r for r in rows}
         return [
             SimilarStructure(
-                structure=StructureType(row=by_id[n.structure_id]),
+                structure=structure_type(by_id[n.structure_id]),
                 kernel=n.kernel,
                 distance=n.distance,
             )
@@ -154,7 +158,7 @@ class Query:
         """By primary key."""
         statement = select(*SUMMARY_COLUMNS).where(Structure.id == _structure_id(id))
         rows = await info.context.fetch(statement)
-        return StructureType(row=rows[0]) if rows else None
+        return structure_type(rows[0]) if rows else None
 
     @strawberry.field(description="One structure by its id in another database (cod, mp, ...).")
     async def structure_by_external_id(
@@ -167,7 +171,7 @@ class Query:
             .where(ExternalId.database == database, ExternalId.external_id == id)
         )
         rows = await info.context.fetch(statement)
-        return StructureType(row=rows[0]) if rows else None
+        return structure_type(rows[0]) if rows else None
 
     @strawberry.field(description="Every release, newest first, with its member count.")
     async def releases(self, info: Info) -> list[ReleaseType]:
@@ -213,6 +217,37 @@ class Query:
         return [ModelType(row=row) for row in rows]
 
 
+def _edge(sort: StructureSort, row: Any, nested: dict[str, dict[Any, Rows]]) -> StructureEdge:
+    """A page's row as an edge: its cursor, and its node with the lists fetched for it."""
+    lists = {name: by_id.get(row_id(row), []) for name, by_id in nested.items()}
+    return StructureEdge(cursor=row_cursor(sort, row), node=structure_type(row, lists))
+
+
+_NESTED_FIELDS = {to_camel_case(name): name for name in NESTED}  # GraphQL name -> NESTED name
+
+
+def _node_lists(info: Info) -> list[str]:
+    """The nested lists (NESTED names) selected on the page's nodes, fragments included, so
+    the page's fetch brings them along (a list under @skip is fetched all the same)."""
+    found: dict[str, None] = {}
+    for connection in info.selected_fields:
+        for edges in _fields(connection.selections, "edges"):
+            for node in _fields(edges.selections, "node"):
+                for field in _fields(node.selections):
+                    if field.name in _NESTED_FIELDS:
+                        found[_NESTED_FIELDS[field.name]] = None
+    return list(found)
+
+
+def _fields(selections: Iterable[Selection], name: str | None = None) -> Iterator[SelectedField]:
+    """The fields among selections (named `name`, if given), fragments flattened."""
+    for selection in selections:
+        if not isinstance(selection, SelectedField):
+            yield from _fields(selection.selections, name)
+        elif name is None or selection.name == name:
+            yield selection
+
+
 async def _check_models(info: Info, models: dict[str, str]) -> None:
     """Every model a filter names exists; otherwise an error naming the input and the models."""
     names = sorted(set(models.values()))
@@ -229,13 +264,9 @@ async def _check_models(info: Info, models: dict[str, str]) -> None:
 MUTATION_TIMEOUT_S = 120.0  # mutations run models for token holders: seconds, not ms
 
 
-def _is_mutation(query: str | None, operation_name: str | None) -> bool:
+def _is_mutation(document: DocumentNode | None, operation_name: str | None) -> bool:
     """Whether the operation to run is a mutation (they get MUTATION_TIMEOUT_S)."""
-    from graphql import GraphQLSyntaxError, OperationDefinitionNode, parse
-
-    try:
-        document = parse(query or "")
-    except GraphQLSyntaxError:
+    if document is None:
         return False
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = [
@@ -251,10 +282,12 @@ class _Schema(strawberry.Schema):
 
     With a timeout, a request running longer is cancelled, with the statements it left
     running in PostgreSQL, and answered with an error saying so; mutations (which need a
-    token and run models) may take up to MUTATION_TIMEOUT_S.
+    token and run models) may take up to MUTATION_TIMEOUT_S. Each query text is parsed and
+    validated once (`documents`, shared with the CachedDocuments extension).
     """
 
     timeout: float | None = None
+    documents: DocumentCache
 
     async def execute(
         self,
@@ -277,7 +310,7 @@ class _Schema(strawberry.Schema):
             operation_extensions,
         )
         limit = self.timeout
-        if limit is not None and _is_mutation(query, operation_name):
+        if limit is not None and _is_mutation(self.documents.parse(query or ""), operation_name):
             limit = max(limit, MUTATION_TIMEOUT_S)
         if limit is None:
             return await run
@@ -311,7 +344,11 @@ def build_schema(
     The served limits come from the settings (`create_app`). `mutation` replaces the served
     Mutation type (tests pass their own; its fields take `permission_classes=[RequiresToken]`).
     """
-    extensions: list[Any] = [lambda: QueryDepthLimiter(max_depth=max_depth)]
+    documents = DocumentCache()
+    extensions: list[Any] = [
+        lambda: CachedDocuments(documents),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+    ]
     if max_cost is not None:
         extensions.append(lambda: CostLimiter(max_cost=max_cost))
     extensions.append(
@@ -319,6 +356,7 @@ def build_schema(
     )
     built = _Schema(query=Query, mutation=mutation or Mutation, extensions=extensions)
     built.timeout = timeout
+    built.documents = documents
     return built
 
 

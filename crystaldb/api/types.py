@@ -4,16 +4,20 @@ graphs; models; releases; runs."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from crystaldb.api import render
-from crystaldb.api.loaders import Context
+from crystaldb.api.loaders import LABEL_NAMES, SUMMARY_NAMES, Context, Rows, reader
 
 Info = strawberry.Info[Context, None]
+T = TypeVar("T")
+Resolved: TypeAlias = T | Awaitable[T]  # what a resolver that may need to wait for a loader returns
 
 
 @strawberry.type
@@ -61,118 +65,84 @@ class Membership:
     split: str
 
 
+async def _cell(root: StructureType, info: Info) -> Any:
+    """The whole row, site arrays included, batched per page."""
+    (row,) = await info.context.cells.load(root.row.id)
+    return row
+
+
+async def _lattice(root: StructureType, info: Info) -> list[list[float]]:
+    """The cell."""
+    return [list(vector) for vector in (await _cell(root, info)).lattice]
+
+
+async def _sites(root: StructureType, info: Info) -> list[Site]:
+    """Each site's species, occupancy and coordinates."""
+    cell = await _cell(root, info)
+    occupancies = cell.occupancies or [1.0] * cell.nsites
+    rows = zip(
+        render.species(cell), occupancies, cell.frac_coords, render.cartesian(cell), strict=True
+    )
+    return [Site(species=s, occupancy=o, fractional=list(f), cartesian=c) for s, o, f, c in rows]
+
+
 @strawberry.type(
     name="Structure", description="A unique crystal structure with its derived columns and labels."
 )
 class StructureType:
+    """The plain columns are attributes, which strawberry reads without a resolver call (that
+    would cost several microseconds a field, on every node of a page); lists come with the
+    page (`nested`) or through the request's loaders, the cell only when asked for."""
+
     row: strawberry.Private[Any]
+    id: strawberry.ID
+    lattice: list[list[float]] = strawberry.field(
+        resolver=_lattice, description="Lattice vectors as rows, in angstrom."
+    )
+    sites: list[Site] = strawberry.field(resolver=_sites)
+    nsites: int  # sites in the stored cell
+    elements: list[str]  # distinct element symbols
+    reduced_formula: str  # pymatgen's
+    hill_formula: str  # of the cell
+    anonymous_formula: str  # elements as A, B, ...
+    space_group: SpaceGroup | None  # spglib's; null when symmetry could not be found
+    crystal_system: str | None  # triclinic ... cubic
+    volume: float = strawberry.field(description="Cell volume in cubic angstrom.")
+    density: float = strawberry.field(description="Density in g/cm^3.")
+    nested: strawberry.Private[Mapping[str, Rows] | None] = None  # prefetched with the page
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        """The structure id."""
-        return strawberry.ID(str(self.row.id))
+    def _nested(
+        self, loader: DataLoader[int, Rows], name: str, convert: Callable[[Rows], T]
+    ) -> T | Awaitable[T]:
+        """A nested list from the page's prefetch, at once (no coroutine for graphql-core to
+        schedule per node), else from the request's loader, batched per page."""
+        if self.nested is not None and name in self.nested:
+            return convert(self.nested[name])
+        return _converted(loader.load(self.row.id), convert)
 
-    async def _cell(self, info: Info) -> Any:
-        """The whole row, site arrays included, batched per page."""
-        (row,) = await info.context.cells.load(self.row.id)
-        return row
+    @strawberry.field(graphql_type=list[ExternalIdType])
+    def external_ids(self, info: Info) -> Resolved[list[ExternalIdType]]:
+        """Ids in other databases."""
+        return self._nested(info.context.external_ids, "external_ids", _external_ids)
 
-    @strawberry.field(description="Lattice vectors as rows, in angstrom.")
-    async def lattice(self, info: Info) -> list[list[float]]:
-        """The cell."""
-        return [list(vector) for vector in (await self._cell(info)).lattice]
+    @strawberry.field(graphql_type=list[LabelType])
+    def labels(self, info: Info) -> Resolved[list[LabelType]]:
+        """DFT labels with their calculation."""
+        return self._nested(info.context.labels, "labels", _labels)
 
-    @strawberry.field
-    async def sites(self, info: Info) -> list[Site]:
-        """Each site's species, occupancy and coordinates."""
-        cell = await self._cell(info)
-        occupancies = cell.occupancies or [1.0] * cell.nsites
-        rows = zip(
-            render.species(cell),
-            occupancies,
-            cell.frac_coords,
-            render.cartesian(cell),
-            strict=True,
-        )
-        return [
-            Site(species=s, occupancy=o, fractional=list(f), cartesian=c) for s, o, f, c in rows
-        ]
-
-    @strawberry.field
-    def nsites(self) -> int:
-        """Sites in the stored cell."""
-        return int(self.row.nsites)
-
-    @strawberry.field
-    def elements(self) -> list[str]:
-        """Distinct element symbols."""
-        return list(self.row.elements)
-
-    @strawberry.field
-    def reduced_formula(self) -> str:
-        """Reduced formula (pymatgen)."""
-        return str(self.row.reduced_formula)
-
-    @strawberry.field
-    def hill_formula(self) -> str:
-        """Hill formula of the cell."""
-        return str(self.row.hill_formula)
-
-    @strawberry.field
-    def anonymous_formula(self) -> str:
-        """Formula with elements as A, B, ..."""
-        return str(self.row.anonymous_formula)
-
-    @strawberry.field
-    def space_group(self) -> SpaceGroup | None:
-        """spglib's space group, null when symmetry could not be found."""
-        if self.row.spacegroup_number is None:
-            return None
-        return SpaceGroup(
-            number=self.row.spacegroup_number,
-            symbol=self.row.spacegroup_symbol,
-            symprec=self.row.symprec,
-        )
-
-    @strawberry.field
-    def crystal_system(self) -> str | None:
-        """triclinic ... cubic."""
-        return self.row.crystal_system
-
-    @strawberry.field(description="Cell volume in cubic angstrom.")
-    def volume(self) -> float:
-        """Cell volume."""
-        return float(self.row.volume)
-
-    @strawberry.field(description="Density in g/cm^3.")
-    def density(self) -> float:
-        """Density."""
-        return float(self.row.density)
-
-    @strawberry.field
-    async def external_ids(self, info: Info) -> list[ExternalIdType]:
-        """Ids in other databases, batched per page."""
-        rows = await info.context.external_ids.load(self.row.id)
-        return [ExternalIdType(database=r.database, id=r.external_id) for r in rows]
-
-    @strawberry.field
-    async def labels(self, info: Info) -> list[LabelType]:
-        """DFT labels with their calculation, batched per page."""
-        return [_label(row) for row in await info.context.labels.load(self.row.id)]
-
-    @strawberry.field
-    async def releases(self, info: Info) -> list[Membership]:
-        """Releases this structure belongs to, batched per page."""
-        rows = await info.context.releases.load(self.row.id)
-        return [Membership(name=r.name, version=r.version, split=r.split) for r in rows]
+    @strawberry.field(graphql_type=list[Membership])
+    def releases(self, info: Info) -> Resolved[list[Membership]]:
+        """Releases this structure belongs to."""
+        return self._nested(info.context.releases, "releases", _memberships)
 
     @strawberry.field(
+        graphql_type=list["PredictionType"],
         description="Model predictions for this structure, each with its model and run; kept "
-        "apart from the DFT labels."
+        "apart from the DFT labels.",
     )
-    async def predictions(self, info: Info) -> list[PredictionType]:
-        """Batched per page, like labels."""
-        return [PredictionType(row=r) for r in await info.context.predictions.load(self.row.id)]
+    def predictions(self, info: Info) -> Resolved[list[PredictionType]]:
+        """Model predictions, like labels."""
+        return self._nested(info.context.predictions, "predictions", _predictions)
 
     @strawberry.field(
         description="The periodic graph of this structure under a graph recipe (e.g. "
@@ -187,24 +157,98 @@ class StructureType:
     async def cif(self, info: Info) -> str:
         """CIF text, written in a worker thread: the event loop stays free to serve other
         requests and to end this one at its timeout."""
-        return await asyncio.to_thread(render.to_cif, await self._cell(info))
+        return await asyncio.to_thread(render.to_cif, await _cell(self, info))
 
     @strawberry.field(description="The cell as one extended XYZ frame (ase's writer).")
     async def extxyz(self, info: Info) -> str:
         """Extended XYZ text, written in a worker thread like cif."""
-        return await asyncio.to_thread(render.to_extxyz, await self._cell(info))
+        return await asyncio.to_thread(render.to_extxyz, await _cell(self, info))
+
+
+class _Summary(NamedTuple):
+    """The columns of a structures row that StructureType shows."""
+
+    id: int
+    nsites: int
+    elements: list[str]
+    reduced_formula: str
+    hill_formula: str
+    anonymous_formula: str
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    symprec: float | None
+    crystal_system: str | None
+    volume: float
+    density: float
+
+
+_SUMMARY = reader(_Summary._fields, SUMMARY_NAMES)
+
+
+def structure_type(row: Any, nested: Mapping[str, Rows] | None = None) -> StructureType:
+    """A row starting with SUMMARY_COLUMNS (as every structures statement of the API selects)
+    as the API shows it, with the nested lists (by NESTED name) fetched with its page, if any."""
+    r = _Summary._make(_SUMMARY(row))
+    space_group = None
+    if r.spacegroup_number is not None:
+        space_group = SpaceGroup(
+            number=r.spacegroup_number, symbol=r.spacegroup_symbol, symprec=r.symprec
+        )
+    return StructureType(
+        row=row,
+        id=strawberry.ID(str(r.id)),
+        nsites=int(r.nsites),
+        elements=list(r.elements),
+        reduced_formula=str(r.reduced_formula),
+        hill_formula=str(r.hill_formula),
+        anonymous_formula=str(r.anonymous_formula),
+        space_group=space_group,
+        crystal_system=r.crystal_system,
+        volume=float(r.volume),
+        density=float(r.density),
+        nested=nested,
+    )
+
+
+_LABEL = reader(LABEL_NAMES[1:], LABEL_NAMES)
 
 
 def _label(row: Any) -> LabelType:
-    """One label row with its calculation."""
+    """One row of LABEL_COLUMNS: a label with its calculation."""
+    property_, value, unit, functional, code, code_version, parameters, reference = _LABEL(row)
     calculation = CalculationType(
-        functional=row.functional,
-        code=row.code,
-        code_version=row.code_version,
-        parameters=row.parameters,
-        reference=row.reference,
+        functional=functional,
+        code=code,
+        code_version=code_version,
+        parameters=parameters,
+        reference=reference,
     )
-    return LabelType(property=row.property, value=row.value, unit=row.unit, calculation=calculation)
+    return LabelType(property=property_, value=value, unit=unit, calculation=calculation)
+
+
+def _labels(rows: Rows) -> list[LabelType]:
+    """A structure's label rows."""
+    return [_label(row) for row in rows]
+
+
+def _external_ids(rows: Rows) -> list[ExternalIdType]:
+    """A structure's external id rows."""
+    return [ExternalIdType(database=r.database, id=r.external_id) for r in rows]
+
+
+def _memberships(rows: Rows) -> list[Membership]:
+    """A structure's release membership rows."""
+    return [Membership(name=r.name, version=r.version, split=r.split) for r in rows]
+
+
+def _predictions(rows: Rows) -> list[PredictionType]:
+    """A structure's prediction rows (model and run load when asked for)."""
+    return [PredictionType(row=r) for r in rows]
+
+
+async def _converted(rows: Awaitable[Rows], convert: Callable[[Rows], T]) -> T:
+    """convert, once the loader has the rows."""
+    return convert(await rows)
 
 
 @strawberry.type(name="GraphRecipe")

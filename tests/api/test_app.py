@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
+from strawberry.dataloader import DataLoader
 
+from crystaldb.api import loaders
+from crystaldb.api.schema import build_schema
 from crystaldb.api.sdl import REGENERATE, SDL_PATH, sdl
 from tests.api.conftest import Api
 from tests.api.derived import MODELS
@@ -68,6 +72,50 @@ def test_nested_lists_cost_one_statement_each_per_page(api: Api) -> None:
     assert sum(node["quotientGraph"] is not None for node in nodes) >= 1
     # page, count, labels, external ids, releases, predictions, models, runs, graphs
     assert len(large) == len(small) == 9, large
+
+
+LISTS = """
+fragment lists on Structure {
+  id
+  labels { property value unit calculation { functional code codeVersion parameters reference } }
+  externalIds { database id }
+  releases { name version split }
+  predictions { property value uncertainty }
+}
+"""
+PAGE_LISTS = (
+    "query($first: Int!) { structures(first: $first) { ... on StructureConnection { edges {"
+    " node { ...lists } } } } }" + LISTS
+)
+ONE_LISTS = "query($id: ID!) { structure(id: $id) { ...lists } }" + LISTS
+
+
+def test_a_page_brings_its_nodes_lists_along(api: Api) -> None:
+    """Lists selected on a page's nodes (through fragments too) come with the page, one
+    statement each, and are what the per-structure loaders give."""
+    with counted(api) as statements:
+        edges = api.data(PAGE_LISTS, first=40)["structures"]["edges"]
+    assert len(statements) == 1 + 4, statements
+    nodes = [edge["node"] for edge in edges]
+    for name in ("labels", "externalIds", "releases", "predictions"):
+        assert any(node[name] for node in nodes), name
+    for node in nodes[::5]:
+        assert api.data(ONE_LISTS, id=node["id"])["structure"] == node
+
+
+def test_page_lists_do_not_wait_for_the_loaders(api: Api) -> None:
+    """The page's nodes resolve their lists from what came with the page, not per node."""
+    context = loaders.Context(api.db)
+
+    async def refuse(keys: Sequence[int]) -> list[Any]:
+        raise AssertionError(f"loaded per node: {list(keys)[:3]}")
+
+    for name in loaders.NESTED:
+        setattr(context, name, DataLoader(load_fn=refuse))
+    run = build_schema().execute(PAGE_LISTS, {"first": 40}, context_value=context)
+    result = asyncio.run(run)
+    assert result.errors is None, result.errors
+    assert result.data is not None and len(result.data["structures"]["edges"]) == 40
 
 
 def test_committed_sdl_matches_the_code() -> None:
