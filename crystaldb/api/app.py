@@ -27,7 +27,10 @@ class _GraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view, with a fresh Context (and DataLoaders) per request."""
 
     def __init__(self, db: Database, schema: Schema, settings: Settings | None) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # Multipart requests carry `predictBandGap(file: Upload)`. strawberry leaves them off
+        # by default against cross-site form posts; here every mutation needs an
+        # `Authorization: Bearer` header, which a cross-site form cannot send.
+        super().__init__(schema, graphql_ide="graphiql", multipart_uploads_enabled=True)
         self.db = db
         self.settings = settings
 

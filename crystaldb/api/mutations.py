@@ -1,4 +1,4 @@
-"""Mutations: predicting the band gap of an uploaded CIF (API token required).
+"""Mutations: predicting the band gap of an uploaded structure (API token required).
 
 The upload goes through the same reader and checks as `crystaldb ingest` (a refused file is
 refused here with the same reason), then through the chosen trained models, in a worker
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import strawberry
 from sqlalchemy import select
+from strawberry.file_uploads import Upload
 
 from crystaldb.api.auth import RequiresToken, authenticate
 from crystaldb.api.errors import ApiError
@@ -72,20 +74,46 @@ class _Outcome:
     structure_id: int | None
 
 
-def _read_upload(cif: str) -> StructureRecord:
-    """The one structure of a CIF, or an ApiError with the reader's own reason."""
-    data = cif.encode("utf-8")
+@dataclass(frozen=True)
+class _Upload:
+    """The structure file as received: which argument carried it, its name and its bytes."""
+
+    argument: str  # "cif" (text in the query's variables) or "file" (a multipart upload)
+    name: str  # the file name the readers go by (its suffix picks the format)
+    data: bytes
+
+
+def _read_upload(upload: _Upload) -> StructureRecord:
+    """The one structure of the file, or an ApiError with the reader's own reason."""
+    data, argument = upload.data, upload.argument
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(f"cif: {len(data)} bytes, more than the {MAX_UPLOAD_BYTES} accepted")
-    entries = process_payload(Payload("upload.cif", data), DEFAULT_LIMITS, None)
+        raise ApiError(f"{argument}: more than the {MAX_UPLOAD_BYTES} bytes accepted")
+    entries = process_payload(Payload(upload.name, data), DEFAULT_LIMITS, None)
     records = [e for e in entries if isinstance(e, StructureRecord)]
     refused = [e for e in entries if isinstance(e, Rejection)]
     if not records:
         reason = refused[0].message if refused else "no structure in it"
-        raise ApiError(f"cif: cannot be used: {reason}")
+        raise ApiError(f"{argument}: cannot be used: {reason}")
     if len(entries) > 1:
-        raise ApiError(f"cif: holds {len(entries)} data blocks; upload one structure at a time")
+        raise ApiError(
+            f"{argument}: holds {len(entries)} structures; upload one structure at a time"
+        )
     return records[0]
+
+
+async def _received(cif: str | None, file: Upload | None) -> _Upload:
+    """Exactly one of the two ways to send a structure, read (at most the size accepted)."""
+    if (cif is None) == (file is None):
+        raise ApiError(
+            "give the structure either as `cif` (the file's text) or as `file` (a multipart "
+            "upload of a CIF, extended XYZ, POSCAR or JSON file), not both and not neither"
+        )
+    if cif is not None:
+        return _Upload("cif", "upload.cif", cif.encode("utf-8"))
+    received: Any = file  # on ASGI servers, starlette's UploadFile
+    data = await received.read(MAX_UPLOAD_BYTES + 1)
+    name = Path(getattr(received, "filename", None) or "upload.cif").name
+    return _Upload("file", name, data)
 
 
 def _models(db: Database, names: list[str] | None) -> list[Any]:
@@ -110,10 +138,15 @@ def _models(db: Database, names: list[str] | None) -> list[Any]:
 
 
 def _predict(
-    db: Database, settings: Settings, cif: str, names: list[str] | None, store: bool, who: str
+    db: Database,
+    settings: Settings,
+    upload: _Upload,
+    names: list[str] | None,
+    store: bool,
+    who: str,
 ) -> _Outcome:
     """Read, predict with every model, and store when asked (blocking: run in a thread)."""
-    record = _read_upload(cif)
+    record = _read_upload(upload)
     models = _models(db, names)
     cell = Cell(
         0,
@@ -162,14 +195,17 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[RequiresToken],
         description=(
-            "Predict the band gap of a CIF with trained models (default: the newest KRR model)."
-            " The structure is stored, with its predictions and their run, only if `store`."
+            "Predict the band gap of a structure with trained models (default: the newest KRR"
+            " model), given as `cif` (the CIF's text) or `file` (a multipart upload of a CIF,"
+            " extended XYZ, POSCAR or JSON file). The structure is stored, with its"
+            " predictions and their run, only if `store`."
         ),
     )
     async def predict_band_gap(
         self,
         info: Info,
-        cif: str,
+        cif: str | None = None,
+        file: Upload | None = None,
         models: list[str] | None = None,
         store: bool = False,
     ) -> BandGapPrediction:
@@ -178,8 +214,9 @@ class Mutation:
         context = info.context
         if context.settings is None:
             raise ApiError("this server has no artifact store configured for models")
+        upload = await _received(cif, file)
         outcome = await asyncio.to_thread(
-            _predict, context.db, context.settings, cif, models, store, token.name or ""
+            _predict, context.db, context.settings, upload, models, store, token.name or ""
         )
         values = np.array(outcome.values)
         record = outcome.record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,3 +145,44 @@ def test_similar_reads_the_stored_kernel(jarvis: LabelledDatabase, served) -> No
         f"{url}/graphql", json={"query": SIMILAR, "variables": {"id": "987654", "k": 4}}
     ).json()
     assert "build one over it with `crystaldb kernel build`" in missing["errors"][0]["message"]
+
+
+def _upload(url: str, token: str, name: str, data: bytes) -> dict[str, Any]:
+    """A GraphQL multipart request (the spec's operations, map and file parts)."""
+    operations = {
+        "query": "mutation($file: Upload!) { predictBandGap(file: $file) {"
+        " reducedFormula nsites mean } }",
+        "variables": {"file": None},
+    }
+    response = httpx.post(
+        f"{url}/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": (name, data, "application/octet-stream")},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_a_file_upload_predicts_as_the_text_does(served) -> None:
+    url, token, _ = served
+    as_text = _post(url, token, CIF.read_text())["data"]["predictBandGap"]
+    as_file = _upload(url, token, CIF.name, CIF.read_bytes())["data"]["predictBandGap"]
+    assert as_file["mean"] == pytest.approx(as_text["mean"])
+    assert (as_file["reducedFormula"], as_file["nsites"]) == (
+        as_text["reducedFormula"],
+        as_text["nsites"],
+    )
+    poscar = next((REPO / "crystaldb" / "data" / "sample" / "jarvis").glob("*POSCAR*"))
+    by_name = _upload(url, token, poscar.name, poscar.read_bytes())  # its name picks the reader
+    assert "errors" not in by_name, by_name
+    binary = _upload(url, token, "junk.cif", b"\x00\x01\x02 not a crystal")
+    assert binary["errors"][0]["message"].startswith("file: cannot be used")
+    neither = httpx.post(
+        f"{url}/graphql",
+        json={"query": "mutation { predictBandGap { mean } }"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ).json()
+    assert neither["errors"][0]["message"].startswith("give the structure either as `cif`")
