@@ -32,15 +32,24 @@ def _hits(group: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _layout(
-    spectra: AverageSpectra, hit: np.ndarray, where: np.ndarray, owner: np.ndarray,
-    rows: np.ndarray, group_size: int,
-) -> np.ndarray:  # fmt: skip
-    """`rows` x (group triples x width): their blocks of the group, zeros where one lacks."""
+    spectra: AverageSpectra,
+    hit: np.ndarray,
+    where: np.ndarray,
+    owner: np.ndarray,
+    rows: np.ndarray,
+    buffer: np.ndarray,
+    group_size: int,
+) -> np.ndarray:
+    """`rows` x (group triples x width): their blocks of the group, zeros where one lacks.
+
+    Written into `buffer` (reused for every group of a tile: a fresh 100 MB array per group
+    costs its page faults again, as much time as the copy itself).
+    """
     width = spectra.values.shape[1]
-    dense = np.zeros((len(rows), group_size, width))
-    position = (
-        owner[hit] if len(rows) == spectra.num_structures else np.searchsorted(rows, owner[hit])
-    )
+    dense = buffer[: len(rows) * group_size * width].reshape(len(rows), group_size, width)
+    dense.fill(0.0)
+    full = len(rows) == spectra.num_structures
+    position = owner[hit] if full else np.searchsorted(rows, owner[hit])
     dense[position, where[hit]] = spectra.values[hit]
     return dense.reshape(len(rows), group_size * width)
 
@@ -73,17 +82,20 @@ def linear_kernel(
     common = np.intersect1d(codes_a, codes_b)
     same = a is b
     kernel = np.zeros((a.num_structures, b.num_structures))
+    size = min(keys_per_group, len(common)) * a.values.shape[1]
+    buffer_a = np.empty(a.num_structures * size)
+    buffer_b = buffer_a if same else np.empty(b.num_structures * size)
     for start in range(0, len(common), keys_per_group):
         group = common[start : start + keys_per_group]
         hit_a, where_a = _hits(group, codes_a)
         rows_a = _rows(hit_a, owner_a, a.num_structures)
-        left = _layout(a, hit_a, where_a, owner_a, rows_a, len(group))
+        left = _layout(a, hit_a, where_a, owner_a, rows_a, buffer_a, len(group))
         if same:
             rows_b, right = rows_a, left
         else:
             hit_b, where_b = _hits(group, codes_b)
             rows_b = _rows(hit_b, owner_b, b.num_structures)
-            right = _layout(b, hit_b, where_b, owner_b, rows_b, len(group))
+            right = _layout(b, hit_b, where_b, owner_b, rows_b, buffer_b, len(group))
         product = left @ right.T  # left @ left.T goes to BLAS syrk: half the work
         full_a, full_b = len(rows_a) == a.num_structures, len(rows_b) == b.num_structures
         if full_a and full_b:

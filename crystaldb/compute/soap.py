@@ -173,7 +173,9 @@ def _pack(
 
 
 def concatenate(parts: Sequence[AverageSpectra]) -> AverageSpectra:
-    """Batches stacked in order, as one block set."""
+    """Batches stacked in order, as one block set (one batch is returned as it is, uncopied)."""
+    if len(parts) == 1:
+        return parts[0]
     shifts = np.cumsum([0] + [p.indptr[-1] for p in parts[:-1]])
     tails = [p.indptr[1:] + shift for p, shift in zip(parts, shifts, strict=True)]
     indptr = np.concatenate([[0], *tails])
