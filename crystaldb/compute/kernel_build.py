@@ -384,7 +384,7 @@ def _find_or_create_kernel(
         kernel_id = row.id
         key = f"kernels/{kernel_id}"
         row.array_uri = store.uri(f"{key}/matrix")
-    store.create_array(f"{key}/matrix", (len(rows), len(cols)), (tile, tile))
+    store.create_array(f"{key}/matrix", (len(rows), len(cols)), (tile, tile), compressed=False)
     grid = (-(-len(rows) // tile), -(-len(cols) // tile))
     store.create_array(f"{key}/done", grid, (1, 1), dtype="uint8")
     return kernel_id
