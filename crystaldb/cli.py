@@ -505,7 +505,7 @@ def train_krr_command(
     release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
     folds: int = typer.Option(10, "--folds", min=2, help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
-    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: from the run)."),
 ) -> None:
     """Kernel ridge regression: regularisation by k-fold CV, Cholesky fit, test metrics."""
     settings = load_settings()
@@ -686,37 +686,32 @@ def _train_graph_network(
         console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
 
 
-@train_app.command("schnet")
-def train_schnet_command(
-    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
-    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
-    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
-) -> None:
-    """SchNet (cutoff 5 A, F = 64, T = 3) on the radius:5.0 graphs; resumes if interrupted."""
-    _train_graph_network("schnet", release, epochs, seed, name)
+def _network_command(architecture: str, summary: str) -> None:
+    """`crystaldb train ARCHITECTURE`: the same options for every graph network."""
+
+    def command(
+        release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
+        epochs: int = typer.Option(
+            1000, "--epochs", min=1, help="Most epochs (early stop before)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
+        name: str | None = typer.Option(None, "--name", help="Model name (default: from the run)."),
+    ) -> None:
+        _train_graph_network(architecture, release, epochs, seed, name)
+
+    command.__doc__ = summary
+    train_app.command(architecture)(command)
 
 
-@train_app.command("cgcnn")
-def train_cgcnn_command(
-    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
-    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
-    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
-) -> None:
-    """CGCNN (12 nearest neighbours within 8 A, 3 convolutions) on the knn:12 graphs."""
-    _train_graph_network("cgcnn", release, epochs, seed, name)
-
-
-@train_app.command("mpnn")
-def train_mpnn_command(
-    release: str = typer.Option(..., "--release", help="NAME[:VERSION] with a train split."),
-    epochs: int = typer.Option(1000, "--epochs", min=1, help="Most epochs (early stop before)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, validation set and shuffles."),
-    name: str | None = typer.Option(None, "--name", help="Model name [default: from the run]."),
-) -> None:
-    """The edge-update message-passing network (T = 3) on the knn:24,8.0 graphs."""
-    _train_graph_network("mpnn", release, epochs, seed, name)
+for _architecture, _summary in (
+    (
+        "schnet",
+        "SchNet (cutoff 5 A, F = 64, T = 3) on the radius:5.0 graphs; resumes if interrupted.",
+    ),
+    ("cgcnn", "CGCNN (12 nearest neighbours within 8 A, 3 convolutions) on the knn:12 graphs."),
+    ("mpnn", "The edge-update message-passing network (T = 3) on the knn:24,8.0 graphs."),
+):
+    _network_command(_architecture, _summary)
 
 
 @app.command("predict")

@@ -18,7 +18,6 @@ are refused with a clear error.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from torch import nn
 from torch.nn import functional
 from torch_geometric.nn import CGConv, global_mean_pool
 
-from crystaldb.compute.graph_tensors import GraphBatch
+from crystaldb.compute.graph_tensors import GraphBatch, gaussian_count, knn_recipe
 from crystaldb.compute.schnet import HyperparameterError
 
 ONE_HOT_ELEMENTS = 92  # Z = 1..92
@@ -57,12 +56,12 @@ class CGCNNHypers:
     @property
     def gaussians(self) -> int:
         """Number of Gaussian centres: 0 to max_radius inclusive."""
-        return math.floor(self.max_radius / self.gaussian_step + 1e-9) + 1
+        return gaussian_count(self.max_radius, self.gaussian_step)
 
     @property
     def recipe(self) -> str:
         """The quotient-graph recipe whose edges the model reads."""
-        return f"knn:{self.neighbours},{float(self.max_radius)!r}"
+        return knn_recipe(self.neighbours, self.max_radius)
 
     def record(self) -> dict[str, Any]:
         """Plain values for the model row."""

@@ -16,6 +16,7 @@ Pure: no database, no Dask; the workers and the training loop both call it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,16 @@ class GraphBatch:
             batch=self.batch.to(device),
             num_graphs=self.num_graphs,
         )
+
+
+def knn_recipe(neighbours: int, max_radius: float) -> str:
+    """The canonical name of a k-nearest-neighbour quotient-graph recipe (CGCNN, MPNN)."""
+    return f"knn:{neighbours},{float(max_radius)!r}"
+
+
+def gaussian_count(max_radius: float, step: float) -> int:
+    """Gaussian centres every `step` from 0 to `max_radius` inclusive."""
+    return math.floor(max_radius / step + 1e-9) + 1
 
 
 def edge_vectors(cells: Sequence[Cell], graphs: Sequence[GraphArrays]) -> np.ndarray:
