@@ -23,9 +23,8 @@ from crystaldb.api.auth import RequiresToken, authenticate
 from crystaldb.api.errors import ApiError
 from crystaldb.api.types import Info, ModelType
 from crystaldb.compute.cells import Cell
-from crystaldb.compute.inference import cached_members, member_predictions
+from crystaldb.compute.inference import predict_cell
 from crystaldb.compute.models import ModelError
-from crystaldb.compute.networks import worker_device
 from crystaldb.compute.predictions import write_predictions
 from crystaldb.ingest.load import write_chunk
 from crystaldb.ingest.pipeline import Payload, process_payload
@@ -155,13 +154,11 @@ def _predict(
         np.asarray(record.atomic_numbers, dtype=np.int64),
     )
     values = []
-    device = worker_device()
     for model in models:
         try:
-            members = cached_members(db, settings, model)
+            values.append(predict_cell(db, settings, model.id, cell))
         except ModelError as exc:
             raise ApiError(f"models: {exc}") from None
-        values.append(float(member_predictions([cell], {}, members, device).mean()))
     structure_id = _store(db, record, models, values, who) if store else None
     return _Outcome(record, models, values, structure_id)
 

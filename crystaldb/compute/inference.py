@@ -318,7 +318,7 @@ def _ensemble_row(
 _PREDICTORS: dict[tuple[int, str], list[Member]] = {}  # (model id, sha256) -> weights
 
 
-def cached_members(db: Database, settings: Settings, model: Model) -> list[Member]:
+def _cached_members(db: Database, settings: Settings, model: Model) -> list[Member]:
     """A model's weights read once per process and model version (the API's uploads)."""
     key = (model.id, model.weights_sha256 or str(model.hyperparameters.get("members")))
     if key not in _PREDICTORS:
@@ -330,6 +330,6 @@ def cached_members(db: Database, settings: Settings, model: Model) -> list[Membe
 
 def predict_cell(db: Database, settings: Settings, model_id: int, cell: Cell) -> float:
     """One cell's band gap (eV, clipped at 0) by any model; nothing is stored."""
-    members = cached_members(db, settings, model_row(db, model_id))
+    members = _cached_members(db, settings, model_row(db, model_id))
     values = member_predictions([cell], {}, members, worker_device())
     return float(values.mean(axis=0)[0])
