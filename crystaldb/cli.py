@@ -533,19 +533,11 @@ def _print_krr(summary: TrainSummary, folds: int) -> None:
     for value, jitter in summary.cv_jitter.items():
         if jitter:
             console.print(f"  CV at {value:g}: jitter up to {jitter:.2g} added to the diagonal")
-    test = summary.metrics
-    if test:
-        console.print(
-            f"model {summary.model_id} ({summary.name}): test MAE {test['mae']:.3f} eV "
-            f"[{test['mae_ci95'][0]:.3f}, {test['mae_ci95'][1]:.3f}], RMSE {test['rmse']:.3f} eV "
-            f"on {test['n']} structures; predicting the training median: "
-            f"{summary.baseline_mae:.3f} eV"
-        )
+    _print_test_result(summary.model_id, summary.name, summary.metrics, summary.baseline_mae)
+    if summary.metrics:
         curve = ", ".join(f"{p['train']}: {p['test_mae']:.3f}" for p in summary.learning_curve)
         console.print(f"learning curve (training structures: test MAE in eV): {curve}")
         console.print(f"  plot: {summary.plot_uri}")
-    else:
-        console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
 
 
 reproduce_app = typer.Typer(
@@ -636,6 +628,18 @@ def _beside_the_paper(model: TrainSummary, train: int, test: int) -> Table:
     return table
 
 
+def _print_test_result(model_id: int, name: str, test: dict[str, Any], baseline_mae: float) -> None:
+    """A trained model's test MAE and RMSE with intervals, beside the median baseline."""
+    if not test:
+        console.print(f"model {model_id} ({name}): no test split to score")
+        return
+    console.print(
+        f"model {model_id} ({name}): test MAE {test['mae']:.3f} eV "
+        f"[{test['mae_ci95'][0]:.3f}, {test['mae_ci95'][1]:.3f}], RMSE {test['rmse']:.3f} eV "
+        f"on {test['n']} structures; predicting the training median: {baseline_mae:.3f} eV"
+    )
+
+
 def _train_graph_network(
     architecture: str, release: str, epochs: int, seed: int, name: str | None
 ) -> None:
@@ -674,16 +678,7 @@ def _train_graph_network(
         f"{summary.epochs} epochs on {summary.device} ({summary.stopped}{resumed}); "
         f"weights {summary.weights_uri}"
     )
-    test = summary.metrics
-    if test:
-        console.print(
-            f"model {summary.model_id} ({summary.name}): test MAE {test['mae']:.3f} eV "
-            f"[{test['mae_ci95'][0]:.3f}, {test['mae_ci95'][1]:.3f}], RMSE {test['rmse']:.3f} eV "
-            f"on {test['n']} structures; predicting the training median: "
-            f"{summary.baseline_mae:.3f} eV"
-        )
-    else:
-        console.print(f"model {summary.model_id} ({summary.name}): no test split to score")
+    _print_test_result(summary.model_id, summary.name, summary.metrics, summary.baseline_mae)
 
 
 def _network_command(architecture: str, summary: str) -> None:

@@ -26,14 +26,14 @@ from torch import nn
 from torch.nn import functional
 from torch_geometric.nn import CGConv, global_mean_pool
 
-from crystaldb.compute.graph_tensors import GraphBatch, gaussian_count, knn_recipe
+from crystaldb.compute.graph_tensors import GraphBatch, KnnGraphHypers
 from crystaldb.compute.schnet import HyperparameterError
 
 ONE_HOT_ELEMENTS = 92  # Z = 1..92
 
 
 @dataclass(frozen=True)
-class CGCNNHypers:
+class CGCNNHypers(KnnGraphHypers):
     """CGCNN's hyperparameters; the defaults are the paper's."""
 
     neighbours: int = 12  # k nearest neighbours ...
@@ -52,16 +52,6 @@ class CGCNNHypers:
             raise HyperparameterError(f"CGCNN hyperparameters out of range: {self}")
         if not 0 < self.max_radius <= 20 or self.gaussian_step <= 0 or self.gaussian_width <= 0:
             raise HyperparameterError(f"CGCNN distance expansion out of range: {self}")
-
-    @property
-    def gaussians(self) -> int:
-        """Number of Gaussian centres: 0 to max_radius inclusive."""
-        return gaussian_count(self.max_radius, self.gaussian_step)
-
-    @property
-    def recipe(self) -> str:
-        """The quotient-graph recipe whose edges the model reads."""
-        return knn_recipe(self.neighbours, self.max_radius)
 
     def record(self) -> dict[str, Any]:
         """Plain values for the model row."""

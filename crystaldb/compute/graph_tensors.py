@@ -65,6 +65,24 @@ def gaussian_count(max_radius: float, step: float) -> int:
     return math.floor(max_radius / step + 1e-9) + 1
 
 
+class KnnGraphHypers:
+    """What k-nearest-neighbour models (CGCNN, MPNN) derive from their own dataclass fields."""
+
+    neighbours: int
+    max_radius: float
+    gaussian_step: float
+
+    @property
+    def gaussians(self) -> int:
+        """Gaussian centres of the distance expansion, 0 to max_radius inclusive."""
+        return gaussian_count(self.max_radius, self.gaussian_step)
+
+    @property
+    def recipe(self) -> str:
+        """The quotient-graph recipe whose edges the model reads."""
+        return knn_recipe(self.neighbours, self.max_radius)
+
+
 def edge_vectors(cells: Sequence[Cell], graphs: Sequence[GraphArrays]) -> np.ndarray:
     """(E, 3) float64 edge vectors of the concatenated graphs, from the cells' geometry."""
     if not graphs:

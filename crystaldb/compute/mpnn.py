@@ -26,12 +26,12 @@ from torch import nn
 from torch_geometric.nn import MessagePassing, global_mean_pool
 from torch_geometric.nn.models.schnet import GaussianSmearing, ShiftedSoftplus
 
-from crystaldb.compute.graph_tensors import GraphBatch, gaussian_count, knn_recipe
+from crystaldb.compute.graph_tensors import GraphBatch, KnnGraphHypers
 from crystaldb.compute.schnet import MAX_Z, HyperparameterError
 
 
 @dataclass(frozen=True)
-class EdgeMPNNHypers:
+class EdgeMPNNHypers(KnnGraphHypers):
     """The edge-update network's hyperparameters (see the module docstring for their source)."""
 
     neighbours: int = 24  # k nearest neighbours ...
@@ -49,16 +49,6 @@ class EdgeMPNNHypers:
             raise HyperparameterError(f"edge-update network hyperparameters out of range: {self}")
         if not 0 < self.gaussian_step < self.max_radius:
             raise HyperparameterError(f"gaussian_step: {self.gaussian_step} angstrom is unusable")
-
-    @property
-    def gaussians(self) -> int:
-        """Gaussian centres from 0 to max_radius inclusive."""
-        return gaussian_count(self.max_radius, self.gaussian_step)
-
-    @property
-    def recipe(self) -> str:
-        """The quotient-graph recipe whose edges the model reads."""
-        return knn_recipe(self.neighbours, self.max_radius)
 
     def record(self) -> dict[str, Any]:
         """Plain values for the model row."""
