@@ -36,10 +36,33 @@ Semantics, where they are not obvious:
   and ``in`` mean "has one of them", ``!=`` and ``not in`` mean "has none of them". Ids are
   text; ``<``, ``<=``, ``>``, ``>=`` (``cod >= 4000000``) compare the ids that are whole
   numbers as numbers, and never select by an id with other characters.
+- ``spacegroup_symbol`` takes a space-group symbol as people write it: with or without
+  spaces, ``21`` or ``2_1`` or ``2(1)``, short or full (``P 1 21/c 1``), in any tabulated
+  setting (``P 21/n``, ``P 1 1 21/b``, origin ``:2``, axes ``:R``) or as a Hall symbol
+  (``-P 2ybc``). It is read through spglib's and gemmi's tables (`crystaldb.schema.spacegroups`)
+  and stands for its space-group *type*: ingest stores every structure in the standard setting
+  of its type, spelled as spglib spells it (``P2_1/c``), so ``spacegroup_symbol = "P 21/n"``
+  selects exactly what ``spacegroup = 14`` selects; no filter selects by the setting of the
+  original file. The AST holds the stored spelling, and the SQL tests the space group number.
 - Every test can use an index: B-tree indexes on the columns, the GIN index on ``elements``
   (``@>``, ``&&``, ``<@``), ``ix_labels_property_value`` for labels, the primary key of
   ``external_ids`` and the unique keys of ``releases`` and ``release_members``. Negations
-  (``excludes``, ``not``, ``!=``) can only filter rows found otherwise.
+  (``excludes``, ``not``, ``!=``) can only filter rows found otherwise. A list (``in``,
+  ``has``) is one array parameter (``= ANY(...)``, ``@>``), so a statement's parameter count
+  does not grow with it.
+
+Limits, so that no input reaches the database driver or Python's recursion limit:
+
+- the text of a filter: at most `MAX_LENGTH` characters;
+- every list (``in (...)``, ``has``/``excludes`` symbols): at most `MAX_LIST` values;
+- nesting: at most `MAX_DEPTH` levels of and/or/not in the tree (``not (a or b)`` is 2 deep)
+  and, in text, of parentheses open at once;
+- text values (formulas, symbols, ids, names, qualifiers) cannot hold NUL (U+0000), which
+  PostgreSQL text refuses, nor lone surrogates, which UTF-8 cannot encode; whole numbers must
+  fit the column they are compared with (``nelements``: 16 bits, ``nsites``: 32, ids: 64).
+
+Errors echo user text cut at 60 characters (with its full length) and with unprintable
+characters escaped, so a message is always one short line.
 """
 
 from __future__ import annotations
@@ -53,17 +76,23 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeAlias, TypeVar, cast
 
 from ase.data import chemical_symbols
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    SmallInteger,
     Text,
     and_,
+    any_,
+    bindparam,
     case,
     exists,
+    func,
     not_,
     or_,
+    select,
     true,
     tuple_,
     type_coerce,
@@ -73,12 +102,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.releases import Release, ReleaseMember
+from crystaldb.schema.spacegroups import number_of_stored, space_group_number, stored_symbol
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS, ExternalId, Structure
 
 DEFAULT_FUNCTIONAL = "PBE"  # what a label field without [functional] refers to
 DEFAULT_ORIGIN = "--where"  # names the filter's origin at the start of every error message
 ELEMENT_SYMBOLS = frozenset(chemical_symbols[1:119])  # H .. Og, without ase's dummy "X"
 SPACEGROUPS = range(1, 231)
+MAX_LENGTH = 100_000  # characters in the text of a filter
+MAX_LIST = 1_000  # values in one list: in (...), has/excludes symbols
+MAX_DEPTH = 32  # levels of and/or/not in a tree, and of parentheses open at once in text
+_ECHO_CHARS = 60  # user text longer than this is echoed cut, with its length
+_BAD_CHARS = re.compile(r"[\x00\ud800-\udfff]")  # NUL (PostgreSQL text), lone surrogates (UTF-8)
 
 _T = TypeVar("_T")
 
@@ -246,8 +281,9 @@ def _fields() -> Mapping[str, FieldSpec]:
                 'anonymous_formula = "AB2"'),
         _column("spacegroup", "int", "space group number, 1-230 (spglib)",
                 "spacegroup in (2, 14, 19)", column="spacegroup_number"),
-        _column("spacegroup_symbol", "text", "Hermann-Mauguin symbol (spglib)",
-                'spacegroup_symbol = "P2_1/c"'),
+        _column("spacegroup_symbol", "text",
+                "space group type by Hermann-Mauguin or Hall symbol, any setting or spelling",
+                'spacegroup_symbol = "P 21/c"'),
         _column("crystal_system", "text", f"one of {systems}", "crystal_system = monoclinic"),
         _column("volume", "float", "cell volume in cubic angstrom", "volume > 500"),
         _column("density", "float", "density in g/cm^3", "density < 1.6"),
@@ -325,7 +361,7 @@ def _spec(name: str) -> FieldSpec:
     if spec is None:
         close = difflib.get_close_matches(name.lower(), list(FIELDS), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        _fail(f"unknown field '{name}'", f"{hint}fields are " + ", ".join(FIELDS))
+        _fail(f"unknown field {_name(name)}", f"{hint}fields are " + ", ".join(FIELDS))
     return spec
 
 
@@ -344,6 +380,8 @@ def _resolve(name: str, qualifier: str | None) -> tuple[str, str | None]:
         _fail("external_id needs a database", "write e.g. external_id[cod] = 7033509")
     if spec.kind == "label" and qualifier is None:
         return name, DEFAULT_FUNCTIONAL
+    if qualifier is not None:
+        _check_text(f"{name}[{spec.qualifier}]", qualifier)
     return name, qualifier
 
 
@@ -351,11 +389,11 @@ def _check_op(spec: FieldSpec, op: str) -> None:
     """Refuse an operator the field does not support, naming those it does."""
     if spec.type == "elements":
         _fail(
-            f"operator '{op}' after elements",
+            f"operator {_name(str(op))} after elements",
             "test elements with has all, has any, has only or excludes, e.g. elements has all C, H",
         )
     if op not in spec.ops:
-        _fail(f"operator '{op}' after {spec.name}", f"{spec.name} takes {spec.operators}")
+        _fail(f"operator {_name(str(op))} after {spec.name}", f"{spec.name} takes {spec.operators}")
 
 
 def _check_value(spec: FieldSpec, value: Value, op: str = "=") -> Value:
@@ -369,15 +407,15 @@ def _check_value(spec: FieldSpec, value: Value, op: str = "=") -> Value:
             value = int(value)
         if not isinstance(value, int):
             _fail(f"{spec.name} {op} {_show(value)}", f"'{op}' compares ids with a whole number")
-        return value
+        return _check_range(spec, value)
     if spec.type == "int":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
             _fail(f"{spec.name} takes {_takes(spec)}, not {_show(value)}")
         if spec.name == "spacegroup" and value not in SPACEGROUPS:
-            _fail(f"space group {value} is outside 1..230")
-        return value
+            _fail(f"space group {_show(value)} is outside 1..230")
+        return _check_range(spec, value)
     if spec.type == "float":
         if not isinstance(value, int | float):
             _fail(f"{spec.name} takes {_takes(spec)}, not {_show(value)}")
@@ -386,6 +424,7 @@ def _check_value(spec: FieldSpec, value: Value, op: str = "=") -> Value:
         return str(value)
     if not isinstance(value, str):
         _fail(f"{spec.name} takes {_takes(spec)}, not {_show(value)}")
+    _check_text(spec.name, value)
     if spec.name == "crystal_system" and value not in CRYSTAL_SYSTEMS:
         _fail(f"unknown crystal system {_show(value)}", "use one of " + ", ".join(CRYSTAL_SYSTEMS))
     if spec.name == "release":
@@ -394,7 +433,65 @@ def _check_value(spec: FieldSpec, value: Value, op: str = "=") -> Value:
             _fail(f"release {_show(value)}", 'write name:version, e.g. release = "omdb-gap1:1.1"')
     if not value:
         _fail(f"{spec.name} takes a non-empty value")
+    if spec.name == "spacegroup_symbol":
+        return _spacegroup_symbol(value)
     return value
+
+
+def _check_text(name: str, text: str) -> None:
+    """Refuse what PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (lone surrogates)."""
+    bad = _BAD_CHARS.search(text)
+    if bad is not None:
+        char = bad.group()
+        what = "a NUL character" if char == "\x00" else "a lone surrogate"
+        _fail(
+            f"{name} {_show(text)} contains {what} (U+{ord(char):04X})",
+            "text in a filter cannot hold it; remove it",
+        )
+
+
+def _check_range(spec: FieldSpec, value: int) -> int:
+    """A whole number that fits the column it is compared with (the database would refuse it)."""
+    # ids compared as numbers are cast to bigint; columns are smallint, integer or bigint
+    kind = Structure.__table__.c[spec.column].type if spec.column else BigInteger()
+    bits = 16 if isinstance(kind, SmallInteger) else 64 if isinstance(kind, BigInteger) else 32
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if not low <= value <= high:
+        _fail(f"{spec.name} takes a whole number from {low} to {high}, not {_show(value)}")
+    return value
+
+
+def _spacegroup_symbol(symbol: str) -> str:
+    """The stored spelling of the space-group type a symbol names, in any spelling or setting."""
+    number = space_group_number(symbol)
+    if number is None:
+        _fail(
+            f"spacegroup_symbol {_show(symbol)} names no space group",
+            f'write a Hermann-Mauguin or Hall symbol such as "P 21/c", "P 1 21/n 1" or '
+            f'"-P 2ybc"; symbols are stored as spglib spells them, e.g. "{stored_symbol(14)}"',
+        )
+    return stored_symbol(number)
+
+
+def _check_list(subject: str, count: int) -> None:
+    """Refuse a list longer than MAX_LIST (over 65,535 values the driver itself would fail)."""
+    if count > MAX_LIST:
+        _fail(f"{subject} lists {count:,} values", f"the maximum is {MAX_LIST:,} per list")
+
+
+def _check_depth(node: Node) -> None:
+    """Refuse and/or/not nested deeper than MAX_DEPTH, without recursing (trees may be deep)."""
+    stack: list[tuple[Node, int]] = [(node, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, And | Or | Not):
+            if depth >= MAX_DEPTH:
+                _fail(
+                    f"the filter nests and/or/not more than {MAX_DEPTH} levels deep",
+                    f"the maximum nesting depth is {MAX_DEPTH}; simplify the filter",
+                )
+            children = current.operands if isinstance(current, And | Or) else (current.operand,)
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _takes(spec: FieldSpec) -> str:
@@ -406,18 +503,46 @@ def _takes(spec: FieldSpec) -> str:
     return f"text (e.g. {spec.example})"
 
 
-def _show(value: Value) -> str:
-    """A value as the user would have written it."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+def _show(value: object) -> str:
+    """A value as the user would have written it, cut short and escaped for a one-line message."""
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"a whole number of {value.bit_length():,} bits"
+    return _quote(repr(value), "")
+
+
+def _quote(text: str, mark: str = '"') -> str:
+    """User text in quotes: unprintables escaped, cut at _ECHO_CHARS with its full length."""
+    shown = ""
+    for char in text:
+        piece = char if char.isprintable() else ascii(char)[1:-1]  # \x00, \ud800
+        if len(shown) + len(piece) > _ECHO_CHARS:
+            return f"{mark}{shown}...{mark} ({len(text):,} characters)"
+        shown += piece
+    return f"{mark}{shown}{mark}"
+
+
+def _name(text: str) -> str:
+    """User text as messages name fields, operators, symbols and tokens: in single quotes."""
+    return _quote(text, "'")
 
 
 def _check_symbol(symbol: str) -> str:
     """A known, correctly capitalised element symbol."""
+    if not isinstance(symbol, str):
+        _fail(f"element symbols are text, not {_show(symbol)}")
+    _check_text("elements symbol", symbol)
     if symbol in ELEMENT_SYMBOLS:
         return symbol
     fixed = symbol[:1].upper() + symbol[1:].lower()
     hint = f"symbols are case-sensitive: did you mean '{fixed}'?"
-    _fail(f"unknown element symbol '{symbol}'", hint if fixed in ELEMENT_SYMBOLS else "")
+    _fail(f"unknown element symbol {_name(symbol)}", hint if fixed in ELEMENT_SYMBOLS else "")
+
+
+_MODE_WORDS: Mapping[str, str] = MappingProxyType(
+    {"all": "has all", "any": "has any", "only": "has only", "none": "excludes"}
+)
 
 
 def _check(node: Node) -> Node:
@@ -430,7 +555,11 @@ def _check(node: Node) -> Node:
         return Not(_check(node.operand))
     if isinstance(node, ElementsTest):
         if node.mode not in ("all", "any", "only", "none") or not node.symbols:
-            _fail(f"elements test needs a mode all|any|only|none and symbols, not {node}")
+            _fail(
+                f"elements test with mode {_show(node.mode)} and {len(node.symbols):,} symbols",
+                "give a mode all|any|only|none and at least one symbol",
+            )
+        _check_list(f"elements {_MODE_WORDS[node.mode]} (...)", len(node.symbols))
         return ElementsTest(node.mode, tuple(_check_symbol(s) for s in node.symbols))
     field, qualifier = _resolve(node.field, node.qualifier)
     spec = FIELDS[node.field]
@@ -438,6 +567,7 @@ def _check(node: Node) -> Node:
         _check_op(spec, "=")
         if not node.values:
             _fail(f"{node.field} in () needs at least one value")
+        _check_list(f"{node.field} in (...)", len(node.values))
         return Membership(field, tuple(_check_value(spec, v) for v in node.values), qualifier)
     _check_op(spec, node.op)
     return Comparison(field, node.op, _check_value(spec, node.value, node.op), qualifier)
@@ -479,8 +609,12 @@ def _at(column: int | None, build: Callable[[], _T]) -> _T:
 
 
 @v_args(inline=True)
-class _Builder(Transformer[Token, Node]):
-    """Parse tree -> AST, checking each field, operator and value where it was written."""
+class _Builder(Transformer_NonRecursive[Token, Node]):
+    """Parse tree -> AST, checking each field, operator and value where it was written.
+
+    Non-recursive, so that `not not ... x` thousands deep reaches the depth check, not
+    Python's recursion limit.
+    """
 
     def field(self, name: Token, qualifier: Token | None) -> _FieldRef:
         """A known field, with its qualifier resolved (`cod` becomes external_id[cod])."""
@@ -491,10 +625,9 @@ class _Builder(Transformer[Token, Node]):
 
     def value(self, token: Token) -> _Literal:
         """A number (int when written without a point or exponent), a string or a bare word."""
-        text = str(token)
         value: Value = _unquote(token)
         if token.type == "NUMBER":
-            value = int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+            value = _at(token.column, lambda: _number(str(token)))
         return _Literal(value, token.column or 0)
 
     def values(self, *literals: _Literal) -> tuple[_Literal, ...]:
@@ -510,6 +643,7 @@ class _Builder(Transformer[Token, Node]):
     def membership(self, ref: _FieldRef, keyword: Token, literals: tuple[_Literal, ...]) -> Node:
         """`field in (v, ...)`."""
         _at(keyword.column, lambda: _check_op(ref.spec, "="))
+        _at(keyword.column, lambda: _check_list(f"{ref.spec.name} in (...)", len(literals)))
         values = tuple(_value_at(ref.spec, literal) for literal in literals)
         return Membership(ref.field, values, ref.qualifier)
 
@@ -531,13 +665,11 @@ class _Builder(Transformer[Token, Node]):
 
     def has(self, ref: _FieldRef, mode: Mode | None, symbols: tuple[str, ...]) -> ElementsTest:
         """`elements has [all|any|only] ...`; no quantifier means all."""
-        _at(ref.column, lambda: _elements_only(ref.spec))
-        return ElementsTest(mode or "all", symbols)
+        return _elements_at(ref, mode or "all", symbols)
 
     def excludes(self, ref: _FieldRef, symbols: tuple[str, ...]) -> ElementsTest:
         """`elements excludes ...`: none of them."""
-        _at(ref.column, lambda: _elements_only(ref.spec))
-        return ElementsTest("none", symbols)
+        return _elements_at(ref, "none", symbols)
 
     def negation(self, operand: Node) -> Not:
         """`not x`."""
@@ -555,6 +687,21 @@ class _Builder(Transformer[Token, Node]):
 def _value_at(spec: FieldSpec, literal: _Literal, op: str = "=") -> Value:
     """The checked value, its error attributed to where it was written."""
     return _at(literal.column, lambda: _check_value(spec, literal.value, op))
+
+
+def _number(text: str) -> Value:
+    """int when written without a point or exponent, else float; too many digits is an error."""
+    try:
+        return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+    except ValueError:  # Python converts at most 4,300 digits to an int
+        _fail(f"the number {_quote(text, '')} has too many digits")
+
+
+def _elements_at(ref: _FieldRef, mode: Mode, symbols: tuple[str, ...]) -> ElementsTest:
+    """An elements test, its errors attributed to the field as written."""
+    _at(ref.column, lambda: _elements_only(ref.spec))
+    _at(ref.column, lambda: _check_list(f"elements {_MODE_WORDS[mode]} (...)", len(symbols)))
+    return ElementsTest(mode, symbols)
 
 
 def _elements_only(spec: FieldSpec) -> None:
@@ -643,7 +790,7 @@ def _syntax_error(text: str, error: UnexpectedInput, origin: str) -> FilterError
                 )
             return FilterError(f"{origin}: the filter ends too early: expected {expected}")
         column = token.column or 0
-        found = f"unexpected '{token}' {_where(token.line, column)}"
+        found = f"unexpected {_name(str(token))} {_where(token.line, column)}"
         hint = ""
         start = token.start_pos or 0
         if token.type == "WORD" and start > 0 and text[start - 1].isdigit():
@@ -658,7 +805,7 @@ def _syntax_error(text: str, error: UnexpectedInput, origin: str) -> FilterError
                 f"{origin}: unclosed quote {where}: close it with {char}", error.column
             )
         return FilterError(
-            f"{origin}: unexpected character '{char}' {where}: quote values that contain it",
+            f"{origin}: unexpected character {_name(char)} {where}: quote values that contain it",
             error.column,
         )
     return FilterError(f"{origin}: cannot read the filter {_where(error.line, error.column)}")
@@ -666,18 +813,40 @@ def _syntax_error(text: str, error: UnexpectedInput, origin: str) -> FilterError
 
 def parse(text: str, origin: str = DEFAULT_ORIGIN) -> Node:
     """The AST of a filter; FilterError (one line, prefixed by `origin`) if it is wrong."""
+    if len(text) > MAX_LENGTH:
+        raise FilterError(
+            f"{origin}: the filter is {len(text):,} characters long: the maximum is {MAX_LENGTH:,}"
+        )
     try:
-        tree = _PARSER.parse(text)
+        tree = _PARSER.parse(text)  # LALR: an explicit stack, however deep the nesting
     except UnexpectedInput as error:
         raise _syntax_error(text, error, origin) from None
+    _check_parentheses(text, origin)
     try:
         node = _Builder().transform(tree)
+        _check_depth(node)
     except VisitError as error:
         invalid = error.orig_exc
         if not isinstance(invalid, _Invalid):
             raise
         raise FilterError(invalid.text(origin), invalid.column) from None
+    except _Invalid as invalid:
+        raise FilterError(invalid.text(origin), invalid.column) from None
     return node
+
+
+def _check_parentheses(text: str, origin: str) -> None:
+    """Refuse parentheses nested deeper than MAX_DEPTH; the lexer knows which are quoted."""
+    depth = 0
+    for token in _PARSER.lex(text):
+        depth += {"LPAR": 1, "RPAR": -1}.get(token.type, 0)
+        if depth > MAX_DEPTH:
+            where = _where(token.line, token.column)
+            raise FilterError(
+                f"{origin}: parentheses nested more than {MAX_DEPTH} deep {where}: "
+                f"the maximum nesting depth is {MAX_DEPTH}; simplify the filter",
+                token.column,
+            )
 
 
 # --------------------------------------------------------------------------- AST -> SQL
@@ -696,6 +865,7 @@ _ELEMENTS = type_coerce(Structure.elements, ARRAY(Text))
 def to_sql(node: Node) -> ColumnElement[bool]:
     """A boolean over `structures` rows: use as select(Structure.id).where(to_sql(node))."""
     try:
+        _check_depth(node)  # first: _check and _sql recurse
         return _sql(_check(node))
     except _Invalid as error:
         raise FilterError(error.text("invalid filter")) from None
@@ -753,14 +923,37 @@ def _elements_sql(node: ElementsTest) -> ColumnElement[bool]:
 
 
 def _value_test(target: Any, node: Comparison | Membership) -> ColumnElement[bool]:
-    """`target op value` or `target IN (values)`."""
+    """`target op value` or `target = ANY(values)`."""
     if isinstance(node, Membership):
-        return target.in_(node.values)
+        return _any(target, node.values)
     return _COMPARE[node.op](target, node.value)
+
+
+def _any(target: Any, values: Iterable[Value]) -> ColumnElement[bool]:
+    """`target = ANY(array)`: one parameter however long the list, served by target's index."""
+    array = bindparam(None, list(dict.fromkeys(values)), type_=ARRAY(target.type))
+    return cast(ColumnElement[bool], target == any_(array))
+
+
+def _one_of(target: Any, values: Sequence[Value]) -> ColumnElement[bool]:
+    """`target = value` for one value, `target = ANY(array)` for more."""
+    return (
+        cast(ColumnElement[bool], target == values[0]) if len(values) == 1 else _any(target, values)
+    )
+
+
+def _by_number(node: Comparison | Membership) -> Comparison | Membership:
+    """The symbol test as a number test: one spelling per number, and the number has an index."""
+    if isinstance(node, Membership):
+        numbers = tuple(number_of_stored(str(value)) for value in node.values)
+        return Membership("spacegroup", numbers)
+    return Comparison("spacegroup", node.op, number_of_stored(str(node.value)))
 
 
 def _column_sql(spec: FieldSpec, node: Comparison | Membership) -> ColumnElement[bool]:
     """A test on a structures column; a NULL makes it false (not unknown), so NOT is total."""
+    if spec.name == "spacegroup_symbol":
+        spec, node = FIELDS["spacegroup"], _by_number(node)
     name = spec.column or spec.name
     column = getattr(Structure, name)
     test = _value_test(column, node)
@@ -790,15 +983,14 @@ def _set_sql(spec: FieldSpec, node: Comparison | Membership) -> ColumnElement[bo
     """external ids, sources and releases: "has one" for = and in, "has none" for !=."""
     values = list(node.values) if isinstance(node, Membership) else [node.value]
     if spec.kind == "release":
-        pairs = [tuple(str(value).rsplit(":", 1)) for value in values]
         found = exists().where(
             ReleaseMember.structure_id == Structure.id,
             Release.id == ReleaseMember.release_id,
-            tuple_(Release.name, Release.version).in_(pairs),
+            _release_in([str(value) for value in values]),
         )
     elif spec.kind == "source":
         found = exists().where(
-            ExternalId.structure_id == Structure.id, ExternalId.database.in_(values)
+            ExternalId.structure_id == Structure.id, _one_of(ExternalId.database, values)
         )
     elif isinstance(node, Comparison) and node.op not in EQUALITY_OPS:
         return _numeric_id_sql(node)
@@ -806,10 +998,21 @@ def _set_sql(spec: FieldSpec, node: Comparison | Membership) -> ColumnElement[bo
         found = exists().where(
             ExternalId.structure_id == Structure.id,
             ExternalId.database == node.qualifier,
-            ExternalId.external_id.in_(values),
+            _one_of(ExternalId.external_id, values),
         )
     found = found.correlate(Structure)
     return not_(found) if isinstance(node, Comparison) and node.op == "!=" else found
+
+
+def _release_in(releases: Sequence[str]) -> ColumnElement[bool]:
+    """(name, version) among the releases: two array parameters (unnest) however many there are."""
+    pairs = [release.rsplit(":", 1) for release in releases]
+    if len(pairs) == 1:
+        return and_(Release.name == pairs[0][0], Release.version == pairs[0][1])
+    names = bindparam(None, [name for name, _ in pairs], type_=ARRAY(Text))
+    versions = bindparam(None, [version for _, version in pairs], type_=ARRAY(Text))
+    wanted = func.unnest(names, versions).table_valued("name", "version").render_derived()
+    return tuple_(Release.name, Release.version).in_(select(wanted.c.name, wanted.c.version))
 
 
 def _numeric_id_sql(node: Comparison) -> ColumnElement[bool]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import gemmi
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.dialects import postgresql
 
 from crystaldb.ingest.load import LabelSpec, write_chunk
@@ -34,7 +35,11 @@ from crystaldb.schema import (
 )
 from crystaldb.schema.filters import (
     DEFAULT_FUNCTIONAL,
+    ELEMENT_SYMBOLS,
     FIELDS,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    MAX_LIST,
     And,
     Comparison,
     ElementsTest,
@@ -48,6 +53,7 @@ from crystaldb.schema.filters import (
     to_sql,
     where,
 )
+from crystaldb.schema.spacegroups import stored_symbol
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS
 from tests.conftest import SHARED_DATA, DatabaseFactory
 from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
@@ -489,6 +495,54 @@ ERRORS = {
         "--where: external_id needs a database at column 1: write e.g. external_id[cod] = 7033509"
     ),
     "source = ''": "--where: source takes a non-empty value at column 10",
+    'spacegroup_symbol = "P 99"': (
+        '--where: spacegroup_symbol "P 99" names no space group at column 21: write a '
+        'Hermann-Mauguin or Hall symbol such as "P 21/c", "P 1 21/n 1" or "-P 2ybc"; '
+        'symbols are stored as spglib spells them, e.g. "P2_1/c"'
+    ),
+    "spacegroup_symbol = '14'": (
+        '--where: spacegroup_symbol "14" names no space group at column 21: write a '
+        'Hermann-Mauguin or Hall symbol such as "P 21/c", "P 1 21/n 1" or "-P 2ybc"; '
+        'symbols are stored as spglib spells them, e.g. "P2_1/c"'
+    ),
+    "id in (1, 2) and spacegroup in (" + ", ".join(["14"] * (MAX_LIST + 1)) + ")": (
+        "--where: spacegroup in (...) lists 1,001 values at column 29: "
+        "the maximum is 1,000 per list"
+    ),
+    "elements has any " + ", ".join(["C"] * (MAX_LIST + 1)): (
+        "--where: elements has any (...) lists 1,001 values at column 1: "
+        "the maximum is 1,000 per list"
+    ),
+    "nelements = 40000": (
+        "--where: nelements takes a whole number from -32768 to 32767, not 40000 at column 13"
+    ),
+    "id != 9223372036854775808": (
+        "--where: id takes a whole number from -9223372036854775808 to 9223372036854775807, "
+        "not 9223372036854775808 at column 7"
+    ),
+    "nsites > " + "9" * 5000: (
+        "--where: the number " + "9" * 60 + "... (5,000 characters) has too many digits "
+        "at column 10"
+    ),
+    'reduced_formula = "H2\x00O"': (
+        '--where: reduced_formula "H2\\x00O" contains a NUL character (U+0000) at column 19: '
+        "text in a filter cannot hold it; remove it"
+    ),
+    "band_gap['PBE\ud800'] > 1": (
+        '--where: band_gap[functional] "PBE\\ud800" contains a lone surrogate (U+D800) '
+        "at column 1: text in a filter cannot hold it; remove it"
+    ),
+    "nsites > 1 \x00": (
+        "--where: unexpected character '\\x00' at column 12: quote values that contain it"
+    ),
+    "nsites = '" + "y" * 70 + "'": (
+        '--where: nsites takes a whole number, not "' + "y" * 60 + '..." (70 characters) '
+        "at column 10"
+    ),
+    "nsites > 1 '" + "z" * 100 + "'": (
+        "--where: unexpected ''" + "z" * 59 + "...' (102 characters) at column 12: "
+        "expected 'and', 'or' or the end of the filter"
+    ),
 }
 
 
@@ -519,6 +573,26 @@ def test_hand_built_trees_are_checked_by_to_sql() -> None:
         And(()): "invalid filter: And needs at least one operand",
         Membership("id", ()): "invalid filter: id in () needs at least one value",
         cmp("nsites", ">", True): "invalid filter: nsites takes a whole number, not True",
+        cmp("spacegroup_symbol", "=", "Q 9"): (
+            'invalid filter: spacegroup_symbol "Q 9" names no space group: write a '
+            'Hermann-Mauguin or Hall symbol such as "P 21/c"'
+        ),
+        Membership("spacegroup", tuple(1 + i % 230 for i in range(66_000))): (
+            "invalid filter: spacegroup in (...) lists 66,000 values: the maximum is 1,000 per list"
+        ),
+        ElementsTest("none", ("C",) * (MAX_LIST + 1)): (
+            "invalid filter: elements excludes (...) lists 1,001 values: "
+            "the maximum is 1,000 per list"
+        ),
+        ElementsTest("some", ("C",) * 66_000): (  # type: ignore[arg-type]
+            'invalid filter: elements test with mode "some" and 66,000 symbols: give a mode'
+        ),
+        cmp("nelements", ">", 2**15): (
+            "invalid filter: nelements takes a whole number from -32768 to 32767, not 32768"
+        ),
+        cmp(
+            "cod", ">", 2**70
+        ): "invalid filter: cod takes a whole number from -9223372036854775808",
     }
     for node, message in cases.items():
         with pytest.raises(FilterError) as caught:
@@ -893,3 +967,437 @@ def test_filters_can_use_an_index(loaded: Loaded, source: str, index: str) -> No
     plan = _plan(loaded, source)
     assert index in plan
     assert "Seq Scan" not in plan
+
+
+@pytest.mark.parametrize(
+    ("source", "index"),
+    [
+        ('spacegroup_symbol = "P 21/c"', "ix_structures_spacegroup_number"),
+        ("spacegroup_symbol in ('P 21/n', 'P -1')", "ix_structures_spacegroup_number"),
+    ],
+)
+def test_symbol_filters_use_the_space_group_index(loaded: Loaded, source: str, index: str) -> None:
+    """A symbol names one space group number, which has the index (the symbol column has none)."""
+    plan = _plan(loaded, source)
+    assert index in plan
+    assert "Seq Scan" not in plan
+
+
+def _bound_plan(loaded: Loaded, source: str) -> str:
+    """EXPLAIN of the filter's query as it is sent: lists bound as array parameters."""
+    query = select(Structure.id).where(where(source))
+    compiled = query.compile(loaded.db.engine, compile_kwargs={"render_postcompile": True})
+    with loaded.db.session() as session:
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        explain = session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        return "\n".join(row[0] for row in explain)
+
+
+@pytest.mark.parametrize(
+    ("source", "index"),
+    [
+        ("id in (1, 2, 3)", "pk_structures"),
+        ("spacegroup in (2, 14, 15)", "ix_structures_spacegroup_number"),
+        ("nsites in (4, 12, 160)", "ix_structures_nsites"),
+        ("reduced_formula in (SiC, C, 'Al2SiO5')", "ix_structures_reduced_formula"),
+        ("crystal_system in (cubic, hexagonal)", "ix_structures_crystal_system"),
+        ("spacegroup_symbol in ('P 21/c', 'P -1')", "ix_structures_spacegroup_number"),
+        ("band_gap[HSE06] in (1.5, 2.5)", "ix_labels_property_value"),
+        ("cod in (9000618, 9013162)", "pk_external_ids"),
+        ("source in (mp, cod)", "pk_external_ids"),
+        ("release in (alpha:1.0, 'beta:x:1')", "uq_releases_name_version"),
+        ("elements has any Pb, Cd", "ix_structures_elements"),
+    ],
+)
+def test_lists_are_one_array_parameter_an_index_serves(
+    loaded: Loaded, source: str, index: str
+) -> None:
+    """`= ANY(array)` (unnest for releases), bound as the driver sends it, still uses the index."""
+    plan = _bound_plan(loaded, source)
+    assert index in plan
+    assert "Seq Scan" not in plan
+
+
+# --------------------------------------------------------------------------- space-group symbols
+
+
+def _spellings(number: int) -> set[str]:
+    """Every gemmi setting of a type: name, extended name, unspaced, 2_1 for 21, Hall symbol."""
+    spellings = set()
+    for entry in gemmi.spacegroup_table():
+        if entry.number == number:
+            name = entry.hm
+            subscripted = re.sub(r"([2346])([1-5])", r"\1_\2", name)
+            spellings |= {name, entry.xhm(), name.replace(" ", ""), subscripted}
+            if gemmi.find_spacegroup_by_name(entry.hall) is None:
+                spellings.add(entry.hall)
+    return spellings
+
+
+def _stored_types(loaded: Loaded) -> dict[int, str]:
+    """The space group numbers and symbols of the stored rows."""
+    return {
+        row.columns["spacegroup_number"]: row.columns["spacegroup_symbol"]
+        for row in loaded.rows.values()
+        if row.columns["spacegroup_number"] is not None
+    }
+
+
+def test_stored_symbols_are_the_tables_spelling(loaded: Loaded) -> None:
+    """Ingest stores spglib's symbol of the standard setting: what symbol filters normalise to."""
+    stored = _stored_types(loaded)
+    assert len(stored) > 10 and 14 in stored
+    assert {number: stored_symbol(number) for number in stored} == stored
+
+
+def test_symbols_in_any_spelling_or_setting_select_the_stored_ones(loaded: Loaded) -> None:
+    """Every spelling of every stored type: the oracle's rows for the stored symbol (text, API)."""
+    for number, stored in _stored_types(loaded).items():
+        expected = loaded.oracle(cmp("spacegroup_symbol", "=", stored))
+        assert expected
+        for written in sorted(_spellings(number)):
+            quote = "'" if '"' in written else '"'  # Hall symbols may hold either, not both
+            assert parse(f"spacegroup_symbol = {quote}{written}{quote}") == cmp(
+                "spacegroup_symbol", "=", stored
+            ), written
+            assert loaded.select(cmp("spacegroup_symbol", "=", written)) == expected, written
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ('spacegroup_symbol = "P 21/c"', 'spacegroup_symbol = "P2_1/c"'),
+        ("spacegroup_symbol = 'P 1 21/c 1'", 'spacegroup_symbol = "P2_1/c"'),
+        ('spacegroup_symbol = "P 21/n"', 'spacegroup_symbol = "P2_1/c"'),
+        ('spacegroup_symbol = "-P 2ybc"', 'spacegroup_symbol = "P2_1/c"'),
+        ("spacegroup_symbol = P21/c", 'spacegroup_symbol = "P2_1/c"'),
+        ('spacegroup_symbol != "P 21/c"', 'spacegroup_symbol != "P2_1/c"'),
+        (
+            "spacegroup_symbol in ('P 21/n', 'F m -3 m', '-P 1', 'C 1 2/c 1')",
+            "spacegroup_symbol in (P2_1/c, Fm-3m, P-1, C2/c)",
+        ),
+        (
+            "spacegroup_symbol not in (P21/c, 'P 1 21/a 1', 'P -1')",
+            "spacegroup_symbol not in (P2_1/c, P2_1/c, P-1)",
+        ),
+        (
+            "not spacegroup_symbol = 'P 1 1 21/b' or nsites < 10",
+            "not spacegroup_symbol = P2_1/c or nsites < 10",
+        ),
+    ],
+)
+def test_symbol_spellings_in_every_kind_of_test(loaded: Loaded, written: str, stored: str) -> None:
+    """=, !=, in, not in and not: the spelling is normalised, the rows are the oracle's."""
+    node = parse(written)
+    assert node == parse(stored)
+    expected = loaded.oracle(parse(stored))
+    assert expected not in (set(), set(loaded.rows))
+    assert loaded.select(written) == expected
+
+
+def test_unknown_symbols_show_the_stored_spelling_and_a_cut_value() -> None:
+    """The error names the field, echoes the value cut short and shows how symbols are stored."""
+    for node in (
+        cmp("spacegroup_symbol", "=", "Q" * 5000),
+        Membership("spacegroup_symbol", ("P 21/c", "Z")),
+    ):
+        with pytest.raises(FilterError) as caught:
+            to_sql(node)
+        message = str(caught.value)
+        assert "spacegroup_symbol" in message and '"P2_1/c"' in message
+        assert len(message) < 300
+    with pytest.raises(FilterError) as caught:
+        to_sql(cmp("spacegroup_symbol", "=", "Q" * 5000))
+    assert 'spacegroup_symbol "' + "Q" * 60 + '..." (5,000 characters)' in str(caught.value)
+
+
+# --------------------------------------------------------------------------- list limits
+
+
+def _statements(loaded: Loaded, node: Node) -> tuple[set[int], list[int]]:
+    """Ids the SQL backend selects, and the number of parameters of each statement it sent."""
+    counts: list[int] = []
+
+    def count(*args: Any) -> None:
+        counts.append(len(args[3] or ()))  # conn, cursor, statement, parameters, ...
+
+    event.listen(loaded.db.engine, "before_cursor_execute", count)
+    try:
+        return loaded.select(node), counts
+    finally:
+        event.remove(loaded.db.engine, "before_cursor_execute", count)
+
+
+def _lists(loaded: Loaded) -> dict[str, Callable[[int], Node]]:
+    """A list of n values for every field that takes one, starting with stored values."""
+    rows = list(loaded.rows.values())
+
+    def padded(stored: list[Any], filler: Callable[[int], Any], n: int) -> tuple[Any, ...]:
+        return tuple((sorted(set(stored)) + [filler(i) for i in range(n)])[:n])
+
+    formulas = [row.columns["reduced_formula"] for row in rows]
+    hse = [v for row in rows for _, f, v in row.labels if f == "HSE06"]
+    cods = [i for row in rows for d, i in row.ids if d == "cod"]
+    symbols = sorted(ELEMENT_SYMBOLS)
+    return {
+        "id": lambda n: Membership("id", tuple(range(1, n + 1))),
+        "nsites": lambda n: Membership("nsites", tuple(range(1, n + 1))),
+        "spacegroup": lambda n: Membership("spacegroup", tuple(1 + i % 230 for i in range(n))),
+        "spacegroup_symbol": lambda n: Membership(
+            "spacegroup_symbol", tuple(stored_symbol(1 + (i * 13) % 230) for i in range(n))
+        ),
+        "reduced_formula": lambda n: Membership(
+            "reduced_formula", padded(formulas, lambda i: f"X{i}", n)
+        ),
+        "band_gap": lambda n: Membership("band_gap", padded(hse, lambda i: 100.0 + i, n), "HSE06"),
+        "cod": lambda n: Membership("external_id", padded(cods, str, n), "cod"),
+        "source": lambda n: Membership("source", padded(["cod", "mp"], lambda i: f"db{i}", n)),
+        "release": lambda n: Membership(
+            "release", padded(["alpha:1.0", "beta:x:1"], lambda i: f"r{i}:1", n)
+        ),
+        "elements": lambda n: ElementsTest("any", tuple(symbols[i % 3 :: 3][0] for i in range(n))),
+        "elements has all": lambda n: ElementsTest(
+            "all", tuple(("C", "H")[i % 2] for i in range(n))
+        ),
+        "elements excludes": lambda n: Not(
+            ElementsTest("none", tuple(("Pb", "Cd", "Cl")[i % 3] for i in range(n)))
+        ),
+    }
+
+
+def test_lists_up_to_the_maximum_are_one_parameter(loaded: Loaded) -> None:
+    """MAX_LIST values send as many parameters as two do, and select the oracle's rows."""
+    for name, build in _lists(loaded).items():
+        short, longest = build(2), build(MAX_LIST)
+        assert loaded.oracle(longest), name
+        selected, long_counts = _statements(loaded, longest)
+        assert selected == loaded.oracle(longest), name
+        _, short_counts = _statements(loaded, short)
+        assert long_counts == short_counts, name
+        assert max(long_counts) <= 4, name
+
+
+def test_lists_over_the_maximum_are_refused_naming_field_count_and_maximum(loaded: Loaded) -> None:
+    """One value too many, or the 66,000 that overflowed the driver: a FilterError, no SQL."""
+    for name, build in _lists(loaded).items():
+        for n in (MAX_LIST + 1, 66_000):
+            with pytest.raises(FilterError) as caught:
+                to_sql(build(n))
+            message = str(caught.value)
+            field_name = name.split()[0].replace("cod", "external_id")
+            assert field_name in message, message
+            assert f"lists {n:,} values" in message and f"maximum is {MAX_LIST:,}" in message
+
+
+# --------------------------------------------------------------------------- nesting and length
+
+
+def _nots(depth: int) -> Node:
+    """not not ... nsites <= 12, `depth` levels, built without recursion."""
+    node: Node = cmp("nsites", "<=", 12)
+    for _ in range(depth):
+        node = Not(node)
+    return node
+
+
+def _alternating(depth: int) -> Node:
+    """nsites > 1 and (nsites < 200 or (... )): and/or alternating, `depth` levels."""
+    node: Node = cmp("nsites", "=", 12)
+    for level in range(depth):
+        test = cmp("nsites", ">", level) if level % 2 else cmp("nelements", "<", 2 + level % 5)
+        node = And((test, node)) if level % 2 else Or((test, node))
+    return node
+
+
+def _text(node: Node) -> str:
+    """Text for the trees above, with the fewest parentheses."""
+    if isinstance(node, Not):
+        return f"not {_text(node.operand)}"
+    if isinstance(node, And | Or):
+        word = " and " if isinstance(node, And) else " or "
+        return word.join(
+            _text(o) if isinstance(o, Comparison | Not) else f"({_text(o)})" for o in node.operands
+        )
+    assert isinstance(node, Comparison)
+    return f"{node.field} {node.op} {node.value}"
+
+
+@pytest.mark.parametrize("build", [_nots, _alternating])
+def test_trees_at_the_maximum_depth_compile_and_run(
+    loaded: Loaded, build: Callable[[int], Node]
+) -> None:
+    """MAX_DEPTH levels of and/or/not: parsed from text, compiled, and the oracle's rows."""
+    node = build(MAX_DEPTH)
+    assert parse(_text(node)) == node
+    assert loaded.select(node) == loaded.oracle(node)
+    assert loaded.select(_text(node)) == loaded.oracle(node)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+@pytest.mark.parametrize("build", [_nots, _alternating])
+def test_deeper_trees_are_refused_saying_the_maximum(
+    build: Callable[[int], Node], depth: int
+) -> None:
+    """A tree built by another front end, or text, one level too deep or 5000 deep: FilterError."""
+    expected = f"the maximum nesting depth is {MAX_DEPTH}"
+    with pytest.raises(FilterError, match=expected):
+        to_sql(build(depth))
+    if depth == MAX_DEPTH + 1:  # 5000 levels of text: test_deep_text_is_refused_...
+        with pytest.raises(FilterError, match=expected):
+            parse(_text(build(depth)))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "(" * 5000 + "nsites > 1" + ")" * 5000,
+        "(" * (MAX_DEPTH + 1) + "nsites > 1" + ")" * (MAX_DEPTH + 1),
+        "not " * 5000 + "nsites > 1",
+        "(nsites > 1 or " * 3000 + "nsites > 2" + ")" * 3000,
+        "elements has C and " * 3000 + "nsites > 1",  # wide, not deep: accepted
+    ],
+)
+def test_deep_text_is_refused_saying_the_maximum(source: str) -> None:
+    """5000 parentheses or nots: a FilterError, never RecursionError; width is no depth."""
+    if source.startswith("elements"):
+        assert len(parse(source).operands) == 3001  # type: ignore[union-attr]
+        return
+    with pytest.raises(FilterError, match=f"the maximum nesting depth is {MAX_DEPTH}"):
+        parse(source)
+
+
+def test_parentheses_up_to_the_maximum_are_fine() -> None:
+    """MAX_DEPTH parentheses open at once parse; quoted ones do not count."""
+    assert parse("(" * MAX_DEPTH + "nsites > 1" + ")" * MAX_DEPTH) == cmp("nsites", ">", 1)
+    quoted = "reduced_formula = '" + "(" * 100 + "'"
+    assert parse(quoted) == cmp("reduced_formula", "=", "(" * 100)
+
+
+def test_filter_text_length_is_bounded() -> None:
+    """MAX_LENGTH characters parse; one more is refused, saying both lengths."""
+    assert parse("nsites > 1" + " " * (MAX_LENGTH - 10)) == cmp("nsites", ">", 1)
+    with pytest.raises(FilterError) as caught:
+        parse("nsites > 1" + " " * (MAX_LENGTH - 9))
+    assert str(caught.value) == (
+        f"--where: the filter is {MAX_LENGTH + 1:,} characters long: the maximum is {MAX_LENGTH:,}"
+    )
+
+
+# --------------------------------------------------------------------------- hostile strings
+
+
+BAD_STRINGS = ["H2\x00O", "\ud800", "C\udfffH4"]
+STRING_FIELDS: dict[str, tuple[Callable[[str], Node], Callable[[str], str]]] = {
+    "reduced_formula": (
+        lambda bad: cmp("reduced_formula", "=", bad),
+        lambda bad: f"reduced_formula = '{bad}'",
+    ),
+    "hill_formula": (
+        lambda bad: Membership("hill_formula", ("C4", bad)),
+        lambda bad: f"hill_formula in (C4, '{bad}')",
+    ),
+    "anonymous_formula": (
+        lambda bad: cmp("anonymous_formula", "!=", bad),
+        lambda bad: f"anonymous_formula != '{bad}'",
+    ),
+    "spacegroup_symbol": (
+        lambda bad: cmp("spacegroup_symbol", "=", f"P21/c{bad}"),
+        lambda bad: f"spacegroup_symbol = 'P21/c{bad}'",
+    ),
+    "crystal_system": (
+        lambda bad: cmp("crystal_system", "=", bad),
+        lambda bad: f"crystal_system = '{bad}'",
+    ),
+    "release": (
+        lambda bad: cmp("release", "=", f"alpha{bad}:1.0"),
+        lambda bad: f"release = 'alpha{bad}:1.0'",
+    ),
+    "source": (lambda bad: cmp("source", "=", bad), lambda bad: f"source = '{bad}'"),
+    "cod": (lambda bad: cmp("cod", "=", bad), lambda bad: f"cod = '{bad}'"),
+    "external_id": (
+        lambda bad: Membership("external_id", ("mp-1", bad), "mp"),
+        lambda bad: f"external_id[mp] in (mp-1, '{bad}')",
+    ),
+    "external_id[database]": (
+        lambda bad: cmp("external_id", "=", "mp-1", bad),
+        lambda bad: f"external_id['{bad}'] = mp-1",
+    ),
+    "band_gap[functional]": (
+        lambda bad: cmp("band_gap", ">", 1.0, bad),
+        lambda bad: f"band_gap['{bad}'] > 1",
+    ),
+    "elements": (
+        lambda bad: ElementsTest("all", ("C", bad)),
+        lambda bad: f"elements has all C, '{bad}'",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_STRINGS, ids=["nul", "surrogate", "low-surrogate"])
+@pytest.mark.parametrize("name", list(STRING_FIELDS))
+def test_nul_and_lone_surrogates_are_refused_naming_the_field(name: str, bad: str) -> None:
+    """Before the driver: a one-line FilterError naming the field, printable and UTF-8 clean."""
+    tree, source = STRING_FIELDS[name]
+    for compile_ in (lambda: to_sql(tree(bad)), lambda: where(source(bad))):
+        with pytest.raises(FilterError) as caught:
+            compile_()
+        message = str(caught.value)
+        assert name in message, message
+        assert ("NUL character (U+0000)" if "\x00" in bad else "lone surrogate") in message
+        assert message.isprintable() and message.encode("utf-8")
+
+
+def test_long_values_are_echoed_cut_with_their_length() -> None:
+    """Values, field names, symbols and tokens: at most 60 characters of them, and the length."""
+    cases: list[Callable[[], Any]] = [
+        lambda: parse('nsites > "' + "a" * 5000 + '"'),
+        lambda: parse("colour" + "r" * 4994 + " = 1"),
+        lambda: parse("nsites > 1 '" + "b" * 4998 + "'"),
+        lambda: parse("elements has all C, " + "Xx" * 2500),
+        lambda: to_sql(cmp("crystal_system", "=", "c" * 5000)),
+        lambda: to_sql(cmp("release", "=", "r" * 5000)),
+        lambda: to_sql(ElementsTest("all", ("\x00" * 5000,))),
+        lambda: to_sql(cmp("reduced_formula", "=", "\ud800" * 5000)),
+    ]
+    for case in cases:
+        with pytest.raises(FilterError) as caught:
+            case()
+        message = str(caught.value)
+        assert "(5,000 characters)" in message, message
+        assert len(message) < 400 and message.isprintable(), message
+
+
+# --------------------------------------------------------------------------- whole numbers
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "id <= 9223372036854775807",
+        "id in (1, -9223372036854775808, 9223372036854775807)",
+        "nsites < 2147483647 and nsites > -2147483648",
+        "nelements in (32767, 2, -32768)",
+        "cod <= 9223372036854775807",
+        "cod > -9223372036854775808",
+    ],
+)
+def test_whole_numbers_at_the_column_limits_run(loaded: Loaded, source: str) -> None:
+    """The largest numbers a column holds are accepted and run (no driver range error)."""
+    assert loaded.select(source) == loaded.oracle(parse(source))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "id = 9223372036854775808",
+        "nsites > 99999999999999999999",
+        "nelements in (2, 40000)",
+        "cod >= 9223372036854775808",
+        "nsites < 1e30",
+    ],
+)
+def test_whole_numbers_beyond_the_column_are_refused(source: str) -> None:
+    """Beyond the column's range: a FilterError naming field and range, not a driver error."""
+    field_name = source.split()[0]
+    with pytest.raises(FilterError, match=rf"{field_name} takes a whole number from -\d+ to \d+"):
+        where(source)
