@@ -14,11 +14,19 @@ operations.  Sites that the CIF itself marks as dummy atoms (``_atom_site_calc_f
 ring centroids such as ``Cg1`` in COD 2013971, or the H placeholders with ``.``
 coordinates in COD 1001614) are not atoms and are dropped; the entry carries the flag
 ``dummy_sites_dropped``.
+
+Whichever reader builds the cell, the block's own statements travel with it: its
+``_chemical_formula_sum`` (compared with the cell's composition by the validator:
+``formula_sum_mismatch``), and its space-group name against its listed operations
+(declared.py: ``symops_contradict_symbol``).  Deuterium sites (``D``) keep their isotope
+as mass number 2 (isotopes.py).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import gemmi
@@ -26,7 +34,9 @@ import numpy as np
 from pymatgen.io.cif import CifFile, CifParser
 
 from crystaldb.ingest.convert import occupancies_or_none, parsed_from_pymatgen, wrap_fractional
+from crystaldb.ingest.declared import DeclaredSymmetry, symops_contradict_symbol
 from crystaldb.ingest.identifiers import cod_id_from_tag, ids_from_path
+from crystaldb.ingest.isotopes import mass_number_of_symbol, mass_numbers_or_none
 from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, Rejection, where
 
 Engine = Literal["auto", "gemmi", "pymatgen"]
@@ -34,6 +44,21 @@ CifResult = list[ParsedStructure | Rejection]
 
 _P1_NAMES = {"", "?", ".", "P1"}  # compared with spaces removed
 _MAX_WARNINGS_IN_MESSAGE = 3
+_UNKNOWN_VALUES = {"", "?", "."}
+# Each statement's tags, the DDLm name first, then the DDL1 name that older files use.
+_OPERATIONS = ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz")
+_HM = ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M")
+_HALL = ("_space_group_name_Hall", "_symmetry_space_group_name_Hall")
+_NUMBER = ("_space_group_IT_number", "_symmetry_Int_Tables_number")
+_FORMULA_SUM = ("_chemical_formula_sum",)
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """What a data block says about itself, to check against the cell built from it."""
+
+    symmetry: DeclaredSymmetry
+    formula_sum: str | None
 
 
 def parse_cif_text(
@@ -70,13 +95,22 @@ def _parse_block(
 ) -> ParsedStructure | Rejection:
     """One data block through gemmi, handing it to pymatgen where gemmi falls short."""
     block_ids = _block_ids(block, ids)
+    statements = gemmi_statements(block)
     try:
-        return _gemmi_block(block, entry, path, sha256, block_ids)
+        return with_statements(_gemmi_block(block, entry, path, sha256, block_ids), statements)
     except _NeedsFallback as need:
         if engine == "gemmi":
             return _reject(need.reason, path, entry, sha256, "", raw=need.message)
         return _pymatgen_block(
-            block.as_string(), block.name, entry, path, sha256, block_ids, need.reason, need.message
+            block.as_string(),
+            block.name,
+            entry,
+            path,
+            sha256,
+            block_ids,
+            need.reason,
+            need.message,
+            statements,
         )
     except IngestError as error:
         return Rejection.from_error(error, path, entry, sha256)
@@ -131,13 +165,17 @@ def _gemmi_block(
     dropped = bool(dummies) and any(s.label in dummies for s in small.sites)
     if dropped:
         sites = [s for s in sites if s.label not in dummies]
-    rows = [(s.fract.x, s.fract.y, s.fract.z, s.occ, s.element.atomic_number) for s in sites]
-    table = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    rows = [
+        (s.fract.x, s.fract.y, s.fract.z, s.occ, s.element.atomic_number, _mass_number(s))
+        for s in sites
+    ]
+    table = np.array(rows, dtype=np.float64).reshape(-1, 6)
     return ParsedStructure(
         lattice=np.array(small.cell.orth.mat.tolist(), dtype=np.float64).T,
         frac_coords=wrap_fractional(table[:, :3]),
         numbers=table[:, 4].astype(np.int64),
         occupancies=occupancies_or_none(table[:, 3]),
+        mass_numbers=mass_numbers_or_none(table[:, 5].astype(np.int64)),
         path=path,
         entry=entry,
         block_name=block.name,
@@ -145,6 +183,55 @@ def _gemmi_block(
         sha256=sha256,
         flags=("dummy_sites_dropped",) if dropped else (),
     )
+
+
+def _mass_number(site: Any) -> int:
+    """A gemmi site's isotope: gemmi reads D as an element of its own (Z = 1)."""
+    return mass_number_of_symbol(site.element.name)
+
+
+def gemmi_statements(block: Any) -> Statements:
+    """A gemmi block's symmetry statements and formula sum."""
+    return _statements(lambda tag: [gemmi.cif.as_string(v) for v in block.find_values(tag)])
+
+
+def pymatgen_statements(data: dict[str, Any]) -> Statements:
+    """The same from a pymatgen CifBlock's data (values already unquoted)."""
+
+    def values(tag: str) -> list[str]:
+        value = data.get(tag)
+        return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+    return _statements(values)
+
+
+def _statements(values: Callable[[str], list[str]]) -> Statements:
+    """Statements from a tag -> values reader, the first tag of each choice that has any."""
+
+    def first(tags: tuple[str, ...]) -> list[str]:
+        for tag in tags:
+            found = [v.strip() for v in values(tag) if v.strip() not in _UNKNOWN_VALUES]
+            if found:
+                return found
+        return []
+
+    number = (first(_NUMBER) or [""])[0]
+    formula = first(_FORMULA_SUM)
+    symmetry = DeclaredSymmetry(
+        operations=tuple(first(_OPERATIONS)),
+        hm=(first(_HM) or [""])[0],
+        hall=(first(_HALL) or [""])[0],
+        number=int(number) if number.isdigit() else None,
+    )
+    return Statements(symmetry=symmetry, formula_sum=formula[0] if formula else None)
+
+
+def with_statements(parsed: ParsedStructure, statements: Statements) -> ParsedStructure:
+    """The parsed cell with the block's formula sum and, where it applies, the symmetry flag."""
+    flags = parsed.flags
+    if symops_contradict_symbol(statements.symmetry, parsed.lattice):
+        flags = (*flags, "symops_contradict_symbol")
+    return replace(parsed, flags=flags, declared_formula=statements.formula_sum)
 
 
 def _declares_symmetry(small: Any) -> bool:
@@ -196,7 +283,15 @@ def _parse_with_pymatgen(
         problem = gemmi_problem or f"{where(path, entry, name)}: pymatgen engine requested"
         results.append(
             _pymatgen_block(
-                str(block), name, entry, path, sha256, block_ids, Reason.PARSE_ERROR, problem
+                str(block),
+                name,
+                entry,
+                path,
+                sha256,
+                block_ids,
+                Reason.PARSE_ERROR,
+                problem,
+                pymatgen_statements(block.data),
             )
         )
     return results
@@ -211,6 +306,7 @@ def _pymatgen_block(
     ids: dict[str, str],
     reason: Reason,
     gemmi_problem: str,
+    statements: Statements,
 ) -> ParsedStructure | Rejection:
     """Parse one block with CifParser; on failure report both parsers' messages."""
     with warnings.catch_warnings(record=True) as caught:
@@ -224,7 +320,7 @@ def _pymatgen_block(
         detail = f"; pymatgen: {error or 'no structure'}" + _notes(caught)
         return _reject(reason, path, entry, sha256, "", name, raw=gemmi_problem + detail)
     try:
-        return parsed_from_pymatgen(
+        parsed = parsed_from_pymatgen(
             structures[0],
             path,
             entry,
@@ -233,6 +329,7 @@ def _pymatgen_block(
             sha256=sha256,
             flags=("pymatgen_fallback",),
         )
+        return with_statements(parsed, statements)
     except IngestError as exc:
         return Rejection.from_error(exc, path, entry, sha256)
 

@@ -9,6 +9,11 @@ import numpy as np
 from ase import Atoms
 from pymatgen.core import Element, Structure
 
+from crystaldb.ingest.isotopes import (
+    mass_number_of_element,
+    mass_numbers_from_masses,
+    mass_numbers_or_none,
+)
 from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, where
 
 # Occupancies within this of 1 are "fully occupied" when deciding whether to keep them at all.
@@ -50,7 +55,11 @@ def parsed_from_atoms(
     properties: dict[str, float] | None = None,
     sha256: str | None = None,
 ) -> ParsedStructure:
-    """Convert one ASE frame; refuse frames without a full 3D periodic cell."""
+    """Convert one ASE frame; refuse frames without a full 3D periodic cell.
+
+    Explicit masses (an extended XYZ ``masses`` column) at deuterium's or tritium's mass
+    make those hydrogen sites that isotope; ASE's default masses are the natural mix.
+    """
     if not all(atoms.pbc) or atoms.cell.rank < 3:
         raise IngestError(
             Reason.NOT_PERIODIC,
@@ -64,11 +73,14 @@ def parsed_from_atoms(
     if atoms.calc is not None:  # extxyz moves energy, free_energy, ... into a calculator
         props.update(numeric_properties(dict(atoms.calc.results)))
     props.update(properties or {})
+    numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    masses = atoms.arrays.get("masses")
     return ParsedStructure(
         lattice=lattice,
         frac_coords=wrap_fractional(frac),
-        numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        numbers=numbers,
         occupancies=None,
+        mass_numbers=None if masses is None else mass_numbers_from_masses(numbers, masses),
         path=path,
         entry=entry,
         external_ids=dict(external_ids or {}),
@@ -88,8 +100,12 @@ def parsed_from_pymatgen(
     sha256: str | None = None,
     flags: tuple[str, ...] = (),
 ) -> ParsedStructure:
-    """Convert a pymatgen Structure, splitting mixed sites into one site per species."""
+    """Convert a pymatgen Structure, splitting mixed sites into one site per species.
+
+    pymatgen's named isotopes (D, T) are hydrogen with their mass number.
+    """
     numbers: list[int] = []
+    mass_numbers: list[int] = []
     frac: list[np.ndarray] = []
     occupancies: list[float] = []
     for index, site in enumerate(structure):
@@ -102,6 +118,7 @@ def parsed_from_pymatgen(
                     f" species {species}, which is not a chemical element",
                 )
             numbers.append(element.Z)
+            mass_numbers.append(mass_number_of_element(element))
             frac.append(site.frac_coords)
             occupancies.append(float(occupancy))
     frac_array = np.array(frac, dtype=np.float64).reshape(-1, 3)
@@ -112,6 +129,7 @@ def parsed_from_pymatgen(
         frac_coords=wrap_fractional(frac_array),
         numbers=np.array(numbers, dtype=np.int64),
         occupancies=occupancies_or_none(np.array(occupancies, dtype=np.float64)),
+        mass_numbers=mass_numbers_or_none(np.array(mass_numbers, dtype=np.int64)),
         path=path,
         entry=entry,
         block_name=block_name,

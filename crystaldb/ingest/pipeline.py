@@ -83,6 +83,7 @@ class IngestSummary:
     files: int = 0
     ignored: int = 0
     counts: ChunkCounts = field(default_factory=ChunkCounts)
+    empty_folders: dict[str, int] = field(default_factory=dict)  # folder -> files it held
 
     def as_dict(self) -> dict[str, int]:
         """Flat numbers for the run record."""
@@ -100,30 +101,79 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def expand(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
-    """Inputs under the given paths, sorted, and how many other files the folders held.
+@dataclass(frozen=True)
+class Inputs:
+    """What the paths given to an ingest hold: the inputs, the other files, the empty folders.
+
+    `empty_folders` maps each folder (as given) that holds no structure file at all to the
+    number of files it held, hidden ones included.
+    """
+
+    files: list[Path]
+    ignored: int = 0
+    empty_folders: dict[str, int] = field(default_factory=dict)
+
+
+def expand(paths: Sequence[str | Path]) -> Inputs:
+    """Inputs under the given paths, sorted; the other files and the folders with no input.
 
     A file named on the command line is always an input (refused if it is no structure
-    file); inside folders only structure files and archives are, so a README or LICENSE
-    beside the CIFs is counted as ignored rather than refused.
+    file), hidden or not; inside folders only structure files and archives are, so a README or
+    LICENSE beside the CIFs is counted as ignored rather than refused.  Hidden names (a dot
+    first) are skipped only below the folder given: `../data/cifs` and
+    `~/.local/share/crystaldb/cifs` are read whole, their `.git` or `.DS_Store` are not.
     """
     files: list[Path] = []
     ignored = 0
+    empty: dict[str, int] = {}
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if not found.is_file() or any(p.startswith(".") for p in found.parts):
-                    continue
-                if is_archive(found) or parser_for(found) is not None:
-                    files.append(found)
-                else:
-                    ignored += 1
+            found, others, held = _folder_inputs(path)
+            files.extend(found)
+            ignored += others
+            if not found:
+                empty[str(raw)] = held
         elif path.is_file():
             files.append(path)
         else:
             raise IngestInputError(f"ingest: {raw}: no such file or folder")
-    return [Path(os.path.abspath(p)) for p in files], ignored  # normalised, links kept
+    normalised = [Path(os.path.abspath(p)) for p in files]  # links kept
+    return Inputs(files=normalised, ignored=ignored, empty_folders=empty)
+
+
+def _folder_inputs(folder: Path) -> tuple[list[Path], int, int]:
+    """A folder's structure files and archives, how many other visible files, how many files."""
+    inputs: list[Path] = []
+    others = held = 0
+    for found in sorted(folder.rglob("*")):
+        if not found.is_file():
+            continue
+        held += 1
+        if is_hidden_below(found, folder):
+            continue
+        if is_archive(found) or parser_for(found) is not None:
+            inputs.append(found)
+        else:
+            others += 1
+    return inputs, others, held
+
+
+def is_hidden_below(path: Path, folder: Path) -> bool:
+    """A name between `folder` and `path` (the file's own included) starts with a dot."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def empty_folder_warning(folder: str, held: int) -> str:
+    """The warning for a folder that yields nothing, so a wrong path never passes for done."""
+    if held == 0:
+        what = "it holds no files"
+    else:
+        what = (
+            f"it holds {held} file{'s' if held != 1 else ''}, none of them .cif, .xyz, .extxyz,"
+            " .vasp, POSCAR, CONTCAR, .json or .zip/.tar.gz outside hidden names"
+        )
+    return f"ingest: {folder}: no structure file in this folder ({what}); nothing ingested from it"
 
 
 def count_inputs(files: Sequence[Path]) -> int | None:
@@ -276,21 +326,24 @@ def ingest_paths(
 
     With a label table, each file's value becomes a label of its structures.
     """
-    files, ignored = expand(paths)
+    inputs = expand(paths)
+    for folder, held in inputs.empty_folders.items():  # stderr through the CLI's log handler
+        log.warning(empty_folder_warning(folder, held))
     if on_total is not None:
-        on_total(count_inputs(files))
+        on_total(count_inputs(inputs.files))
     parameters = {
         "paths": [str(p) for p in paths],
         "database": database,
         "limits": vars_of(limits),
         "chunk_size": chunk_size,
-        "ignored_files": ignored,
+        "ignored_files": inputs.ignored,
+        "empty_folders": inputs.empty_folders,
     }
     spec = None
     if label_table is not None:
         spec = label_table.spec
         parameters["label_table"] = {"rows": len(label_table.values), **vars(spec)}
-    stream = payloads(files, limits.max_file_bytes)
+    stream = payloads(inputs.files, limits.max_file_bytes)
 
     def submit(client: Client, chunk: list[Payload]) -> Future:
         values = label_table.for_names([p.name for p in chunk]) if label_table else None
@@ -299,7 +352,8 @@ def ingest_paths(
     summary = run_batch(
         db, settings, parameters, database, stream, submit, chunk_size, workers, spec, on_progress
     )
-    summary.ignored = ignored
+    summary.ignored = inputs.ignored
+    summary.empty_folders = inputs.empty_folders
     return summary
 
 

@@ -67,9 +67,12 @@ class ParsedStructure:
 
     `lattice` rows are the lattice vectors in angstrom; `frac_coords` are wrapped into
     [0, 1) where finite (NaN stays NaN, for the validator to refuse); `occupancies` is None
-    when every site is fully occupied.  `entry` is the index of the data block (CIF) or
-    frame (XYZ) in the file.  `flags` are notes from the reader that travel into the record
-    (e.g. ``pymatgen_fallback``, ``dummy_sites_dropped``).
+    when every site is fully occupied; `mass_numbers` is None when every site has its
+    element's natural isotope mix, else one per site, 0 for natural (isotopes.py).  `entry` is
+    the index of the data block (CIF) or frame (XYZ) in the file.  `flags` are notes from
+    the reader that travel into the record (e.g. ``pymatgen_fallback``,
+    ``dummy_sites_dropped``, ``symops_contradict_symbol``); `declared_formula` is the
+    file's own formula sum (CIF ``_chemical_formula_sum``), for the validator to compare.
     """
 
     lattice: np.ndarray
@@ -83,6 +86,8 @@ class ParsedStructure:
     properties: dict[str, float] = field(default_factory=dict)
     sha256: str | None = None
     flags: tuple[str, ...] = ()
+    mass_numbers: np.ndarray | None = None
+    declared_formula: str | None = None
 
     def __post_init__(self) -> None:
         """Normalise shapes and dtypes once, so downstream code can trust them."""
@@ -97,6 +102,11 @@ class ParsedStructure:
             raise ValueError(f"{len(self.numbers)} numbers for {len(self.frac_coords)} sites")
         if self.occupancies is not None and len(self.occupancies) != len(self.numbers):
             raise ValueError(f"{len(self.occupancies)} occupancies for {len(self.numbers)} sites")
+        if self.mass_numbers is not None:
+            masses = _frozen_array(self.mass_numbers, np.int64).reshape(-1)
+            object.__setattr__(self, "mass_numbers", masses)
+            if len(masses) != len(self.numbers):
+                raise ValueError(f"{len(masses)} mass numbers for {len(self.numbers)} sites")
 
     @property
     def nsites(self) -> int:
@@ -116,6 +126,7 @@ STRUCTURES_COLUMNS: tuple[str, ...] = (
     "frac_coords",
     "atomic_numbers",
     "occupancies",
+    "mass_numbers",
     "reduced_formula",
     "hill_formula",
     "anonymous_formula",
@@ -137,9 +148,10 @@ STRUCTURES_COLUMNS: tuple[str, ...] = (
 class StructureRecord:
     """A validated structure: one row of `structures` plus where it came from.
 
-    The first block of fields are exactly the `structures` columns (see STRUCTURES_COLUMNS);
-    the rest (path, entry, ...) feed `sources`, `external_ids` and `labels`.
-    `flags` are quality notes, e.g. ``organic_without_hydrogen``.
+    The first block of fields and `mass_numbers` are exactly the `structures` columns (see
+    STRUCTURES_COLUMNS); the rest (path, entry, ...) feed `sources`, `external_ids` and `labels`.
+    `flags` are quality notes, e.g. ``organic_without_hydrogen``; `mass_numbers` is None
+    unless some site is an isotope (then one per site, 0 for the natural mix).
     """
 
     lattice: list[list[float]]
@@ -166,6 +178,7 @@ class StructureRecord:
     properties: dict[str, float] = field(default_factory=dict)
     sha256: str | None = None
     flags: tuple[str, ...] = ()
+    mass_numbers: list[int] | None = None
 
     def structures_row(self) -> dict[str, Any]:
         """The values for one `structures` row, keyed by column name, ready for COPY."""

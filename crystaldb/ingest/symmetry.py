@@ -18,7 +18,10 @@ of cell (supercell, conventional or primitive, any equivalent basis) and rotatio
 4. sha256 of the Niggli lengths (0.01 Å), angles (0.01°) and that list: 64 hex characters.
 
 Type key = 1000 * Z + vacancy percentage (0 for a fully occupied site), so partially
-occupied sites (accepted only when ``Limits.allow_partial_occupancy``) differ from full ones.
+occupied sites (accepted only when ``Limits.allow_partial_occupancy``) differ from full ones;
+plus 1,000,000 * mass number for an isotope site, so a deuterated crystal never shares the
+key of its protiated twin (and its symmetry is that of its isotopes).  Natural sites add 0:
+every key of a crystal without isotopes is what it was before isotopes were kept.
 Limits, by design: a coordinate or cell parameter that lands within rounding noise of a bin
 edge can split true duplicates into two keys (never the reverse beyond the stated
 tolerances); mirror images (enantiomorphs) get different keys, because improper rotations
@@ -75,11 +78,20 @@ def crystal_system(number: int) -> str:
     raise ValueError(f"space group number {number} is not between 1 and 230")
 
 
-def type_keys(numbers: np.ndarray, occupancies: np.ndarray | None = None) -> np.ndarray:
-    """Integer site types for spglib and the fingerprint: 1000 * Z + vacancy percent."""
+ISOTOPE_KEY = 1_000_000  # times the mass number; above any 1000 * Z + vacancy percent
+
+
+def type_keys(
+    numbers: np.ndarray,
+    occupancies: np.ndarray | None = None,
+    mass_numbers: np.ndarray | None = None,
+) -> np.ndarray:
+    """Integer site types for spglib and the fingerprint: 1000 * Z + vacancy percent + isotope."""
     keys = np.asarray(numbers, dtype=np.int64) * 1000
     if occupancies is not None:
         keys = keys + np.rint((1.0 - np.asarray(occupancies)) * 100).astype(np.int64)
+    if mass_numbers is not None:
+        keys = keys + ISOTOPE_KEY * np.asarray(mass_numbers, dtype=np.int64)
     return keys
 
 
@@ -91,9 +103,10 @@ def describe(
     symprec: float,
     angle_tolerance: float = -1.0,
     occupancies: np.ndarray | None = None,
+    mass_numbers: np.ndarray | None = None,
 ) -> tuple[Symmetry, str]:
     """Space group and fingerprint together, from one checked spglib cell (what ingest uses)."""
-    cell = _cell(lattice, frac_coords, type_keys(numbers, occupancies))
+    cell = _cell(lattice, frac_coords, type_keys(numbers, occupancies, mass_numbers))
     return _space_group(cell, symprec, angle_tolerance), _fingerprint(
         cell, symprec, angle_tolerance
     )

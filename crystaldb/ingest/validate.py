@@ -26,9 +26,22 @@ runs before spglib is called:
 7. ``symmetry_failed``: spglib found no space group or standard cell at ``symprec``.
 
 ``symprec`` defaults to 0.1 Å (the Materials Project's choice for its space groups); the
-angle tolerance is spglib's default.  A record is flagged ``organic_without_hydrogen``
-when it contains C but no H: usually an organic crystal whose H positions were not
-located, but the heuristic also flags carbonates, carbides and the like.
+angle tolerance is spglib's default.
+
+Flags (`structures.flags`, quality notes users filter on; a flagged record is stored):
+
+- ``organic_without_hydrogen``: C but no H; usually an organic crystal whose H positions
+  were not located, but the heuristic also flags carbonates, carbides and the like.
+- ``formula_sum_mismatch``: the cell's composition differs from the file's own formula
+  sum (CIF ``_chemical_formula_sum``), compared as ratios (so Z never matters) within the
+  rounding of non-integer amounts; mostly H atoms the file lists in its formula but not as
+  sites, sometimes a formula sum that is simply wrong (composition.formula_sum_differs).
+- ``symops_contradict_symbol``: the CIF's symmetry operations are no group, or a group of
+  another space-group type than its H-M symbol, Hall symbol or number names; the cell is
+  built from the operations (declared.py).
+- ``deuterated``: some hydrogen site is deuterium (mass number 2 in `mass_numbers`); the
+  formulas read H, the density is the deuterated crystal's (composition.py).
+- ``dummy_sites_dropped`` and ``pymatgen_fallback``: set by the CIF reader (cif.py).
 """
 
 from __future__ import annotations
@@ -37,8 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crystaldb.ingest.composition import density, formulas
+from crystaldb.ingest.composition import composition, density, formula_sum_differs, formulas
 from crystaldb.ingest.files import DEFAULT_MAX_FILE_BYTES
+from crystaldb.ingest.isotopes import is_deuterated
 from crystaldb.ingest.neighbours import closest_pair
 from crystaldb.ingest.records import (
     IngestError,
@@ -184,16 +198,14 @@ def _record(
             symprec=limits.symprec,
             angle_tolerance=limits.angle_tolerance,
             occupancies=occupancies,
+            mass_numbers=parsed.mass_numbers,
         )
     except SymmetryError as error:
         raise IngestError(
             Reason.SYMMETRY_FAILED, f"{parsed.where}: at symprec {limits.symprec} Å: {error}"
         ) from error
-    forms = formulas(parsed.numbers, occupancies)
+    forms = formulas(parsed.numbers, occupancies, parsed.mass_numbers)
     volume = abs(float(np.linalg.det(parsed.lattice)))
-    flags = list(parsed.flags)
-    if "C" in forms.elements and "H" not in forms.elements:
-        flags.append("organic_without_hydrogen")
     return StructureRecord(
         lattice=parsed.lattice.tolist(),
         frac_coords=parsed.frac_coords.tolist(),
@@ -218,5 +230,22 @@ def _record(
         external_ids=dict(parsed.external_ids),
         properties=dict(parsed.properties),
         sha256=parsed.sha256,
-        flags=tuple(flags),
+        flags=quality_flags(parsed, occupancies, forms.elements),
+        mass_numbers=None if parsed.mass_numbers is None else parsed.mass_numbers.tolist(),
     )
+
+
+def quality_flags(
+    parsed: ParsedStructure, occupancies: np.ndarray | None, elements: list[str]
+) -> tuple[str, ...]:
+    """The reader's flags and the validator's own (see the module docstring)."""
+    flags = list(parsed.flags)
+    if "C" in elements and "H" not in elements:
+        flags.append("organic_without_hydrogen")
+    if parsed.declared_formula is not None and formula_sum_differs(
+        parsed.declared_formula, composition(parsed.numbers, occupancies)
+    ):
+        flags.append("formula_sum_mismatch")
+    if is_deuterated(parsed.numbers, parsed.mass_numbers):
+        flags.append("deuterated")
+    return tuple(flags)

@@ -10,6 +10,12 @@ so they do not depend on the CPU either. Formats:
 - ``omdb-gap1``: the OMDB-GAP1 v1.1 layout (structures.xyz, bandgaps.csv, CODids.csv,
   README.md), readable by ``crystaldb.ingest.omdb.read_omdb_gap1``.
 - ``extxyz``: structures.extxyz, every member with structure_id, split, label and COD id.
+
+Isotopes: a member with an isotope site (a deuterated crystal) gets a ``masses`` column in
+extended XYZ (``extxyz``, and ``omdb-gap1``'s structures.xyz), the isotope's mass on its
+sites and ASE's natural masses on the others, which crystaldb's readers read back as the
+isotope; members without one are written exactly as before.  matbench (pymatgen writes
+deuterium as H), optimade-jsonl and parquet write the natural elements only.
 - ``matbench``: <name>.json.gz as matminer/matbench store datasets (a pandas "split"
   frame of pymatgen Structure dicts and the target), metadata.json and folds.json.
 - ``optimade-jsonl``: optimade.jsonl, one OPTIMADE structures resource per line after the
@@ -31,6 +37,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 from pymatgen.core import Lattice, Structure
 
+from crystaldb.ingest.isotopes import site_masses
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.release import manifest, plots
 from crystaldb.release.records import Member, ReleaseData
@@ -185,7 +193,13 @@ def atoms_of(member: Member) -> Atoms:
     positions = cartesian(member, xyz_frac(member))
     # below the 8 written decimals: +0.0, so round-off never prints as -0.00000000
     positions[np.abs(positions) < XYZ_ZERO] = 0.0
-    return Atoms(numbers=_numbers(member), positions=positions, cell=_lattice(member), pbc=True)
+    atoms = Atoms(numbers=_numbers(member), positions=positions, cell=_lattice(member), pbc=True)
+    if member.mass_numbers is not None:  # isotopes: explicit masses, natural ones as ase's
+        isotopic = np.asarray(member.mass_numbers) != 0
+        masses = atoms.get_masses()
+        masses[isotopic] = site_masses(_numbers(member), member.mass_numbers)[isotopic]
+        atoms.set_masses(masses)
+    return atoms
 
 
 def _write_extxyz(handle: io.TextIOWrapper, frames: list[Atoms]) -> None:
@@ -193,10 +207,11 @@ def _write_extxyz(handle: io.TextIOWrapper, frames: list[Atoms]) -> None:
 
     Same bytes as the defaults for Atoms built by atoms_of, without ase copying every frame to
     save calculator results and building a move mask per frame (about 10% of the time).
+    Frames with explicit masses (isotopes) add a masses column.
     """
-    ase.io.write(
-        handle, frames, format="extxyz", write_results=False, columns=["symbols", "positions"]
-    )
+    for with_masses, run in groupby(frames, key=lambda atoms: atoms.has("masses")):
+        columns = ["symbols", "positions", "masses"] if with_masses else ["symbols", "positions"]
+        ase.io.write(handle, list(run), format="extxyz", write_results=False, columns=columns)
 
 
 def _text_file(path: Path) -> io.TextIOWrapper:

@@ -39,6 +39,7 @@ def load_release(db: Database, release: Release) -> ReleaseData:
             Structure.spacegroup_symbol,
             Label.value,
             ids.c.ids,
+            Structure.mass_numbers,
         )
         .join(Structure, Structure.id == ReleaseMember.structure_id)
         .outerjoin(Label, Label.id == ReleaseMember.label_id)
@@ -63,6 +64,7 @@ def load_release(db: Database, release: Release) -> ReleaseData:
             spacegroup_symbol=sg_symbol,
             external_ids=dict(external or {}),
             label=value,
+            mass_numbers=None if masses is None else np.asarray(masses, dtype=np.int64),
         )
         for (
             position,
@@ -77,6 +79,7 @@ def load_release(db: Database, release: Release) -> ReleaseData:
             sg_symbol,
             value,
             external,
+            masses,
         ) in rows
     )
     return ReleaseData(

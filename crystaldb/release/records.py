@@ -24,6 +24,8 @@ class Member:
     spacegroup_symbol: str | None
     external_ids: dict[str, str] = field(default_factory=dict)  # e.g. {"cod": "7033509"}
     label: float | None = None  # the frozen label value, in `ReleaseData.label_unit`
+    # (n,) isotope of each site, 0 for the natural mix; None when every site is natural.
+    mass_numbers: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,9 @@ class Structure(Base):
     atomic_numbers: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
     # NULL when every site is fully occupied.
     occupancies: Mapped[list[float] | None] = mapped_column(ARRAY(Double))
+    # NULL when every site has its element's natural isotope mix; else the mass number of
+    # each site, 0 for the natural mix (deuterium: atomic number 1, mass number 2).
+    mass_numbers: Mapped[list[int] | None] = mapped_column(ARRAY(SmallInteger))
 
     reduced_formula: Mapped[str] = mapped_column(Text)
     hill_formula: Mapped[str] = mapped_column(Text)
@@ -59,13 +62,17 @@ class Structure(Base):
     volume: Mapped[float] = mapped_column(Double)
     density: Mapped[float] = mapped_column(Double)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    # Quality notes from reading and checking, e.g. organic_without_hydrogen, pymatgen_fallback.
+    # Quality notes from reading and checking, e.g. organic_without_hydrogen, pymatgen_fallback,
+    # deuterated, formula_sum_mismatch, symops_contradict_symbol (crystaldb.ingest.validate).
     flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     created_at: Mapped[datetime] = created_at_column()
 
     __table_args__ = (
         CheckConstraint("nsites > 0 AND nsites = cardinality(atomic_numbers)", name="nsites"),
         CheckConstraint("nelements = cardinality(elements)", name="nelements"),
+        CheckConstraint(
+            "mass_numbers IS NULL OR cardinality(mass_numbers) = nsites", name="mass_numbers"
+        ),
         CheckConstraint("spacegroup_number BETWEEN 1 AND 230", name="spacegroup_number"),
         CheckConstraint(
             "crystal_system IN (" + ", ".join(f"'{c}'" for c in CRYSTAL_SYSTEMS) + ")",

@@ -57,6 +57,7 @@ def member_of(record: StructureRecord, position: int, split: str, label: float) 
         spacegroup_symbol=record.spacegroup_symbol,
         external_ids={"cod": cod},
         label=label,
+        mass_numbers=None if record.mass_numbers is None else np.array(record.mass_numbers),
     )
 
 

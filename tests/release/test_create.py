@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import ase.io
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -255,3 +256,20 @@ def test_release_commands_end_to_end(databases: DatabaseFactory, tmp_path: Path)
     assert missing.returncode == 2 and "no release nope" in missing.stderr
     diff = run_cli("release", "diff", "omdb:1.0", "omdb:1.0", env=env)
     assert "0 added, 0 removed, 0 relabelled" in diff.stdout
+
+
+def test_deuterated_members_are_loaded_and_exported_with_their_masses(
+    loaded: tuple[Settings, Database], tmp_path: Path
+) -> None:
+    _, db = loaded
+    create_release(db, "heavy", "1.0", where="cod in (1000002, 2000583, 2103766, 2000642)")
+    data = load_release(db, find_release(db, "heavy", "1.0"))
+    members = {m.external_ids["cod"]: m for m in data.members}
+    assert members["2000642"].mass_numbers is None
+    for cod in ("1000002", "2000583", "2103766"):
+        masses = members[cod].mass_numbers
+        assert masses is not None and set(masses.tolist()) == {0, 2}
+        assert (masses == 2).tolist() == (members[cod].atomic_numbers == 1).tolist()
+    export_release(data, "extxyz", tmp_path / "heavy")
+    frames = ase.io.read(tmp_path / "heavy" / "structures.extxyz", index=":")
+    assert [a.has("masses") for a in frames] == [m.mass_numbers is not None for m in data.members]

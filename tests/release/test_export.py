@@ -516,3 +516,43 @@ def test_another_process_with_another_hash_seed_writes_the_same_bytes(
     assert child.returncode == 0, child.stderr
     for fmt, folder in exported.items():
         assert _digests(tmp_path / fmt) == _digests(folder), fmt
+
+
+# --- isotopes --------------------------------------------------------------------------------
+
+
+def _heavy(release: ReleaseData) -> Member:
+    """The one deuterated member: COD 1000002."""
+    (heavy,) = [m for m in release.members if m.mass_numbers is not None]
+    assert heavy.external_ids["cod"] == "1000002"
+    return heavy
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("extxyz", "structures.extxyz"), ("omdb-gap1", "structures.xyz")]
+)
+def test_extended_xyz_writes_masses_for_the_deuterated_member_only(
+    release: ReleaseData, exported: dict[str, Path], fmt: str, name: str
+) -> None:
+    heavy = _heavy(release)
+    frames = ase.io.read(exported[fmt] / name, index=":")
+    assert [atoms.has("masses") for atoms in frames] == [m is heavy for m in release.members]
+    masses = frames[release.members.index(heavy)].get_masses()
+    deuterium = np.asarray(heavy.mass_numbers) == 2
+    assert deuterium.sum() == 12
+    np.testing.assert_allclose(masses[deuterium], 2.01410178, rtol=0, atol=1e-8)
+    natural = Atoms(numbers=heavy.atomic_numbers[~deuterium]).get_masses()
+    np.testing.assert_allclose(masses[~deuterium], natural, rtol=0, atol=1e-8)
+
+
+def test_omdb_gap1_reimport_keeps_the_deuterium(
+    release: ReleaseData, exported: dict[str, Path]
+) -> None:
+    heavy = _heavy(release)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = process_omdb_gap1(exported["omdb-gap1"])
+    record = records[release.members.index(heavy)]
+    assert isinstance(record, StructureRecord)
+    assert "deuterated" in record.flags
+    assert record.mass_numbers == heavy.mass_numbers.tolist()
