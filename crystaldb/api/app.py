@@ -1,22 +1,30 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql and a health check at /health."""
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql and a health check at /health,
+behind the HTTP rules of `http` (bounded bodies, uploads with a token) and, when origins are
+configured, CORS. There is no websocket route: the schema has no subscriptions, and a
+websocket would carry queries past the HTTP rules."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cross_web import HTTPException  # what strawberry's views raise for a 4xx answer
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 
 from crystaldb.api.auth import parse_authorization
+from crystaldb.api.http import BoundedRequests
 from crystaldb.api.loaders import Context
 from crystaldb.api.schema import build_schema
 from crystaldb.platform.database import Database
@@ -38,6 +46,15 @@ class _GraphQL(GraphQL[Context, None]):
         """New loaders for every request, and the request's `Authorization: Bearer` token."""
         bearer, other = parse_authorization(request.headers.get("authorization"))
         return Context(self.db, bearer=bearer, authorization=other, settings=self.settings)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The body's JSON; nesting deeper than Python's parser goes is a 400, not a 500."""
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise HTTPException(
+                400, "the request body nests JSON too deeply to read: no request needs that"
+            ) from None
 
 
 def _ping(db: Database) -> None:
@@ -74,16 +91,34 @@ def create_app(
 ) -> Starlette:
     """The whole API for one database, ready for any ASGI server.
 
-    The cost limit and timeout come from `settings` (CRYSTALDB_API_MAX_COST and
-    CRYSTALDB_API_TIMEOUT; loaded when not given); `schema` replaces the served one (tests).
+    The cost limit, timeout, body limits and CORS origins come from `settings`
+    (CRYSTALDB_API_MAX_COST, _TIMEOUT, _MAX_BODY, _MAX_UPLOAD, _CORS_ORIGINS; loaded when not
+    given); `schema` replaces the served one (tests).
     """
     settings = settings or load_settings()
     if schema is None:
         schema = build_schema(max_cost=settings.api_max_cost, timeout=settings.api_timeout)
     graphql = _GraphQL(db, schema, settings)
-    routes = [
-        _health(db),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
+    routes = [_health(db), Route("/graphql", graphql, methods=["GET", "POST"])]
+    middleware = [
+        Middleware(
+            BoundedRequests,
+            db=db,
+            max_body=settings.api_max_body,
+            max_upload=settings.api_max_upload,
+        )
     ]
-    return Starlette(routes=routes, lifespan=_frozen_heap)
+    if settings.api_cors_origins:
+        middleware.insert(0, _cors(settings.api_cors_origins))
+    return Starlette(routes=routes, middleware=middleware, lifespan=_frozen_heap)
+
+
+def _cors(origins: list[str]) -> Middleware:
+    """Browsers on these origins may call the API: GET and POST, with a token header."""
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )

@@ -1,6 +1,9 @@
-"""Which errors reach API clients verbatim, and which are masked as internal."""
+"""Which errors reach API clients verbatim, and which are masked as internal; how a user's
+value is echoed in an error (truncated: a 10 MB argument must not come back whole)."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from graphql import GraphQLError
 
@@ -8,10 +11,26 @@ from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.filters import FilterError
 
 MASKED_MESSAGE = "Internal server error; the server log has the details."
+ECHO_CHARACTERS = 60  # of a user's value quoted back in an error message
 
 
 class ApiError(CrystaldbError):
     """A request the user can fix: the message says what is wrong and what to do."""
+
+
+class CostError(ApiError):
+    """The request asks for more work than the cost limit allows."""
+
+    extensions: ClassVar[dict[str, Any]] = {"code": "QUERY_TOO_COSTLY"}
+
+
+def shorten(value: object, limit: int = ECHO_CHARACTERS) -> str:
+    """A value as quoted in an error: its repr, cut to `limit` characters with its length."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    cut = text[:limit]
+    return f"{cut!r}... ({len(text):,} characters)" if isinstance(value, str) else f"{cut}..."
 
 
 def should_mask(error: GraphQLError) -> bool:

@@ -98,16 +98,20 @@ class StructureFilter:
 
 @dataclass
 class CompiledFilter:
-    """The SQL where-clause, and the models it names (input path -> name) to check exist."""
+    """The SQL where-clause, the models it names (input path -> name) to check exist, and the
+    functionals its band gap conditions read (input path -> functional), to warn of any that
+    labels no structure."""
 
     where: ColumnElement[bool]
     models: dict[str, str] = field(default_factory=dict)
+    functionals: dict[str, str] = field(default_factory=dict)
 
 
 # Compiled filters by their input's repr (dataclass reprs name every field and value): the
 # same filter costs 0.5 ms to compile and clients send the same few, page after page. SQL
 # expressions are immutable, so one where-clause can serve any number of statements.
-_COMPILED: Lru[CompiledFilter] = Lru(256)
+# Bounded in bytes too: a compiled filter holds about 50 bytes per character of its repr.
+_COMPILED: Lru[CompiledFilter] = Lru(256, 32 << 20, lambda key: 50 * len(key))
 
 
 def compile_filter(spec: StructureFilter | None) -> CompiledFilter:
@@ -118,7 +122,7 @@ def compile_filter(spec: StructureFilter | None) -> CompiledFilter:
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = CompiledFilter(true())
-        where = _compile(spec, "filter", compiled.models)
+        where = _compile(spec, "filter", compiled)
         if where is not None:
             compiled.where = where
         _COMPILED.put(key, compiled)
@@ -126,24 +130,25 @@ def compile_filter(spec: StructureFilter | None) -> CompiledFilter:
 
 
 def _compile(
-    spec: StructureFilter, path: str, models: dict[str, str]
+    spec: StructureFilter, path: str, compiled: CompiledFilter
 ) -> ColumnElement[bool] | None:
     """One filter object: its conditions (one AST) and its logic, joined by and; None if empty."""
     parts: list[ColumnElement[bool]] = []
-    nodes = list(_conditions(spec, path))
+    nodes = list(_conditions(spec, path, compiled.functionals))
     if nodes:
         parts.append(to_sql(nodes[0] if len(nodes) == 1 else And(tuple(nodes))))
     if spec.band_gap is not None and spec.band_gap.model is not None:
-        parts.append(_predicted(spec.band_gap, f"{path}.bandGap", models))
-    parts += _logic(spec, path, models)
+        parts.append(_predicted(spec.band_gap, f"{path}.bandGap", compiled.models))
+    parts += _logic(spec, path, compiled)
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else and_(*parts)
 
 
-def _conditions(spec: StructureFilter, path: str) -> Iterator[Node]:
+def _conditions(spec: StructureFilter, path: str, functionals: dict[str, str]) -> Iterator[Node]:
     """The filter object's conditions the shared backend knows, each checked where written."""
     if spec.band_gap is not None and spec.band_gap.model is None:
+        functionals[f"{path}.bandGap"] = spec.band_gap.functional or DEFAULT_FUNCTIONAL
         yield _band_gap(spec.band_gap, f"{path}.bandGap")
     if spec.space_group is not None:
         yield from _space_group(spec.space_group, f"{path}.spaceGroup")
@@ -166,7 +171,7 @@ def _conditions(spec: StructureFilter, path: str) -> Iterator[Node]:
 
 
 def _logic(
-    spec: StructureFilter, path: str, models: dict[str, str]
+    spec: StructureFilter, path: str, compiled: CompiledFilter
 ) -> Iterator[ColumnElement[bool]]:
     """and: [...], or: [...] and not: {...}."""
     for combine, name, items in ((and_, "and", spec.and_), (or_, "or", spec.or_)):
@@ -174,15 +179,17 @@ def _logic(
             continue
         if not items:
             raise ApiError(f"{path}.{name}: give at least one filter in the list")
-        operands = [_required(item, f"{path}.{name}[{i}]", models) for i, item in enumerate(items)]
+        operands = [
+            _required(item, f"{path}.{name}[{i}]", compiled) for i, item in enumerate(items)
+        ]
         yield combine(*operands)
     if spec.not_ is not None:
-        yield not_(_required(spec.not_, f"{path}.not", models))
+        yield not_(_required(spec.not_, f"{path}.not", compiled))
 
 
-def _required(spec: StructureFilter, path: str, models: dict[str, str]) -> ColumnElement[bool]:
+def _required(spec: StructureFilter, path: str, compiled: CompiledFilter) -> ColumnElement[bool]:
     """A non-empty filter inside and/or/not (an empty one would mean nothing there)."""
-    where = _compile(spec, path, models)
+    where = _compile(spec, path, compiled)
     if where is None:
         raise ApiError(f"{path}: the filter is empty; give at least one condition")
     return where

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from strawberry.dataloader import DataLoader
 
+from crystaldb.api.budget import Budget
 from crystaldb.api.errors import ApiError
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -289,14 +290,16 @@ def _graphs(db: Database, running: Running) -> DataLoader[GraphKey, Any]:
 @dataclass
 class Context:
     """What resolvers share within one request: the database, the request's loaders, the
-    statements running, and the API token the client sent (checked only when a field needs
-    one: queries are public)."""
+    statements running, what is left of its cost budget, warnings for the answer, and the API
+    token the client sent (checked only when a field needs one: queries are public)."""
 
     db: Database
     bearer: str | None = None  # the token of `Authorization: Bearer <token>`
     authorization: str | None = None  # the header as sent, when it is not of that form
     settings: Settings | None = None  # where models' weights are (mutations that predict)
     running: Running = field(default_factory=Running)
+    budget: Budget = field(default_factory=Budget)  # set by the cost check (limits.Guards)
+    warnings: list[str] = field(default_factory=list)  # answered in extensions.warnings
     cells: DataLoader[int, Rows] = field(init=False)
     labels: DataLoader[int, Rows] = field(init=False)
     external_ids: DataLoader[int, Rows] = field(init=False)
@@ -351,3 +354,8 @@ class Context:
             bearer = self.bearer
             self._token = asyncio.ensure_future(asyncio.to_thread(verify_token, self.db, bearer))
         return await self._token
+
+    async def authenticated(self) -> bool:
+        """Whether the request carries a live API token (what is not public needs one)."""
+        check = await self.check_token()
+        return check is not None and check.status == "valid"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import strawberry
 from sqlalchemy import ColumnElement, Executable, func, select, tuple_
 
-from crystaldb.api.errors import ApiError
+from crystaldb.api.errors import ApiError, shorten
 from crystaldb.api.loaders import SUMMARY_COLUMNS, SUMMARY_NAMES
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
@@ -59,19 +60,45 @@ def encode_cursor(sort: StructureSort, key: Any, structure_id: int) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
+MAX_CURSOR = 200  # characters: the API's cursors are under 100
+MAX_ID = 2**63 - 1  # structures.id is a bigint
+MAX_NSITES = 2**31 - 1  # structures.nsites is an integer
+
+
 def decode_cursor(cursor: str, sort: StructureSort) -> tuple[Any, int]:
-    """The sort key and id in a cursor made by encode_cursor for the same sort."""
+    """The sort key and id in a cursor made by encode_cursor for the same sort; anything else
+    (a key of the wrong type or out of the column's range, NaN, a bool) is an ApiError."""
+    foreign = ApiError(f"after: {shorten(cursor)} is not a cursor from this API; use an endCursor")
+    if len(cursor) > MAX_CURSOR:
+        raise foreign
     try:
         name, key, structure_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError, binascii.Error):
-        raise ApiError(
-            f"after: '{cursor}' is not a cursor from this API; use an endCursor"
-        ) from None
-    if name != sort.value or not isinstance(structure_id, int):
+    except (ValueError, TypeError, binascii.Error, UnicodeError, RecursionError):
+        raise foreign from None
+    if not isinstance(name, str):
+        raise foreign
+    if name != sort.value:
+        if name not in StructureSort.__members__:
+            raise foreign
         raise ApiError(f"after: the cursor was made for sort {name}; use the same sort, {name}")
-    if not isinstance(key, int | float | type(None)):
-        raise ApiError(f"after: '{cursor}' is not a cursor from this API; use an endCursor")
+    if not (_whole(structure_id) and 0 < structure_id <= MAX_ID and _fits(sort, key)):
+        raise foreign
     return key, structure_id
+
+
+def _whole(value: Any) -> bool:
+    """An int and not a bool (json reads true as True, an int to isinstance)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fits(sort: StructureSort, key: Any) -> bool:
+    """Whether a cursor's key is what row_key records for this sort."""
+    if sort is StructureSort.ID_ASC:
+        return key is None
+    if sort in (StructureSort.NSITES_ASC, StructureSort.NSITES_DESC):
+        return _whole(key) and 0 <= key <= MAX_NSITES
+    number = _whole(key) or isinstance(key, float)
+    return number and math.isfinite(key) and abs(key) < 1e300
 
 
 def _gaps(functional: str) -> Any:

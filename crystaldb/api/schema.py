@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
 from typing import Any
 
 import strawberry
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from sqlalchemy import select
-from strawberry.extensions import MaskErrors, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
-from strawberry.types.nodes import SelectedField, Selection
 from strawberry.utils.str_converters import to_camel_case
 
 from crystaldb.api.documents import CachedDocuments, DocumentCache
-from crystaldb.api.errors import MASKED_MESSAGE, ApiError, should_mask
+from crystaldb.api.errors import MASKED_MESSAGE, ApiError, shorten, should_mask
+from crystaldb.api.executor import execution_loop
 from crystaldb.api.filters import StructureFilter, compile_filter
-from crystaldb.api.limits import CostLimiter, timeout_error
+from crystaldb.api.limits import (
+    MAX_DEPTH,
+    Guards,
+    Limits,
+    nesting_error,
+    query_length_error,
+    timeout_error,
+)
 from crystaldb.api.loaders import (
     NESTED,
     SUMMARY_COLUMNS,
@@ -31,6 +40,7 @@ from crystaldb.api.loaders import (
 from crystaldb.api.mutations import Mutation
 from crystaldb.api.pagination import (
     DEFAULT_PAGE,
+    MAX_ID,
     MAX_PAGE,
     StructureSort,
     check_first,
@@ -38,6 +48,7 @@ from crystaldb.api.pagination import (
     row_cursor,
     row_id,
 )
+from crystaldb.api.selections import below
 from crystaldb.api.types import (
     Info,
     ModelType,
@@ -53,12 +64,12 @@ from crystaldb.api.types import (
 from crystaldb.compute.kernel_build import KernelError
 from crystaldb.compute.similarity import similar as similar_structures
 from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
+from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model
 from crystaldb.schema.releases import Release
 from crystaldb.schema.runs import Run
 from crystaldb.schema.structures import ExternalId, Structure
 
-MAX_DEPTH = 10
 logger = logging.getLogger(__name__)
 
 
@@ -75,13 +86,10 @@ class StructureConnection:
         return int(rows[0][0])
 
 
-MAX_ID = 2**63 - 1  # structures.id is a bigint
-
-
-def _structure_id(text: str) -> int:
-    """A structure id given as an ID, or an error."""
-    if not (text.isascii() and text.isdecimal() and 0 < int(text) <= MAX_ID):
-        raise ApiError(f"id: '{text}' is not a structure id (a whole number from 1)")
+def _structure_id(text: str, argument: str = "id", what: str = "structure") -> int:
+    """A structure (or kernel) id given as an ID, or an error."""
+    if not (text.isascii() and text.isdecimal() and len(text) < 20 and 0 < int(text) <= MAX_ID):
+        raise ApiError(f"{argument}: {shorten(text)} is not a {what} id (a whole number from 1)")
     return int(text)
 
 
@@ -116,6 +124,11 @@ class Query:
         if compiled.models:
             await _check_models(info, compiled.models)
         rows, nested = await info.context.fetch_page(query.rows, first, _node_lists(info))
+        functionals = dict(compiled.functionals)
+        if sort in (StructureSort.BAND_GAP_ASC, StructureSort.BAND_GAP_DESC):
+            functionals["bandGapFunctional"] = band_gap_functional
+        if functionals and not rows and after is None:
+            await _warn_unlabelled(info, functionals)
         edges = [_edge(sort, row, nested) for row in rows[:first]]
         end = edges[-1].cursor if edges else None
         info_ = PageInfo(has_next_page=len(rows) > first, end_cursor=end)
@@ -130,7 +143,9 @@ class Query:
     ) -> list[SimilarStructure]:
         """One kernel row read from Zarr in a worker thread, then the structures in one query."""
         structure_id = _structure_id(id)
-        kernel_id = None if kernel is None else _structure_id(kernel)
+        kernel_id = None if kernel is None else _structure_id(kernel, "kernel", "kernel")
+        if not 1 <= k <= MAX_PAGE:
+            raise ApiError(f"k must be between 1 and {MAX_PAGE}, got {k}")
         settings = info.context.settings
         if settings is None:
             raise ApiError("this server has no artifact store configured for kernels")
@@ -229,23 +244,8 @@ _NESTED_FIELDS = {to_camel_case(name): name for name in NESTED}  # GraphQL name 
 def _node_lists(info: Info) -> list[str]:
     """The nested lists (NESTED names) selected on the page's nodes, fragments included, so
     the page's fetch brings them along (a list under @skip is fetched all the same)."""
-    found: dict[str, None] = {}
-    for connection in info.selected_fields:
-        for edges in _fields(connection.selections, "edges"):
-            for node in _fields(edges.selections, "node"):
-                for field in _fields(node.selections):
-                    if field.name in _NESTED_FIELDS:
-                        found[_NESTED_FIELDS[field.name]] = None
-    return list(found)
-
-
-def _fields(selections: Iterable[Selection], name: str | None = None) -> Iterator[SelectedField]:
-    """The fields among selections (named `name`, if given), fragments flattened."""
-    for selection in selections:
-        if not isinstance(selection, SelectedField):
-            yield from _fields(selection.selections, name)
-        elif name is None or selection.name == name:
-            yield selection
+    selected = below(info._raw_info, "edges", "node")
+    return [name for field, name in _NESTED_FIELDS.items() if field in selected]
 
 
 async def _check_models(info: Info, models: dict[str, str]) -> None:
@@ -259,6 +259,25 @@ async def _check_models(info: Info, models: dict[str, str]) -> None:
             known = await info.context.fetch(select(Model.name).order_by(Model.name).limit(20))
             listed = ", ".join(repr(r.name) for r in known) or "none yet"
             raise ApiError(f"{path}: no model named {name!r}; models: {listed}")
+
+
+async def _warn_unlabelled(info: Info, functionals: dict[str, str]) -> None:
+    """A band gap condition on a functional that labels no structure matches nothing: say so
+    in the answer's warnings, with the functionals that do, instead of an unexplained void."""
+    statement = (
+        select(Calculation.functional)
+        .where(Calculation.id.in_(select(Label.calculation_id).where(Label.property == "band_gap")))
+        .distinct()
+        .order_by(Calculation.functional)
+    )
+    stored = [r.functional for r in await info.context.fetch(statement)]
+    listed = ", ".join(repr(f) for f in stored) or "none"
+    for path, functional in functionals.items():
+        if functional not in stored:
+            info.context.warnings.append(
+                f"{path}: no band gap label of functional {functional!r} is stored, so this "
+                f"condition matches no structure; functionals with band gaps here: {listed}"
+            )
 
 
 MUTATION_TIMEOUT_S = 120.0  # mutations run models for token holders: seconds, not ms
@@ -277,17 +296,31 @@ def _is_mutation(document: DocumentNode | None, operation_name: str | None) -> b
     return bool(chosen) and chosen[0].operation.value == "mutation"
 
 
-class _Schema(strawberry.Schema):
-    """Logs only unexpected errors (with their traceback); a user's mistake is not news.
+class Warnings(SchemaExtension):
+    """What a request should know about its answer (a filter on a functional with no labels,
+    say) goes into the response's `extensions.warnings`."""
 
-    With a timeout, a request running longer is cancelled, with the statements it left
-    running in PostgreSQL, and answered with an error saying so; mutations (which need a
-    token and run models) may take up to MUTATION_TIMEOUT_S. Each query text is parsed and
-    validated once (`documents`, shared with the CachedDocuments extension).
+    def get_results(self) -> dict[str, Any]:
+        """The request's warnings, if any."""
+        found = getattr(self.execution_context.context, "warnings", None)
+        return {"warnings": list(found)} if found else {}
+
+
+class _Schema(strawberry.Schema):
+    """Executes on the execution loop (`executor`), so the server's own loop keeps answering
+    other requests, `/health` included, whatever one request costs; logs only unexpected
+    errors (with their traceback), a user's mistake is not news.
+
+    With a timeout, a request running longer is answered with an error saying so, at the
+    limit, while its work is cancelled with the statements it left running in PostgreSQL;
+    mutations (which need a token and run models) may take up to MUTATION_TIMEOUT_S. Each
+    query text is parsed and validated once (`documents`, shared with the CachedDocuments
+    extension).
     """
 
     timeout: float | None = None
     documents: DocumentCache
+    limits: Limits
 
     async def execute(
         self,
@@ -299,32 +332,68 @@ class _Schema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        """strawberry's execute, within the timeout."""
-        run = super().execute(
-            query,
-            variable_values,
-            context_value,
-            root_value,
-            operation_name,
-            allowed_operation_types,
-            operation_extensions,
-        )
+        """strawberry's execute on the execution loop, awaited here within the timeout."""
+        if query is not None and len(query) > self.limits.max_query_characters:
+            error = query_length_error(len(query), self.limits.max_query_characters)
+            return ExecutionResult(data=None, errors=[error])
+        limit_known: Future[float | None] = Future()
+
+        async def run() -> ExecutionResult:
+            """On the execution loop: the checks before parsing, then strawberry's execute."""
+            error = self._unparsable(query)
+            limit_known.set_result(self._limit(query, operation_name) if error is None else None)
+            if error is not None:
+                return ExecutionResult(data=None, errors=[error])
+            return await strawberry.Schema.execute(
+                self,
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed_operation_types,
+                operation_extensions,
+            )
+
+        started = time.monotonic()
+        running = execution_loop().submit(run())
+        limit = self.timeout
+        try:
+            if limit is None:
+                return await asyncio.wrap_future(running)
+            limit = await asyncio.wait_for(asyncio.wrap_future(limit_known), limit) or limit
+            left = limit - (time.monotonic() - started)
+            return await asyncio.wait_for(asyncio.wrap_future(running), max(left, 0.0))
+        except TimeoutError:
+            running.cancel()
+            assert limit is not None
+            return await self._timed_out(limit, query, context_value)
+
+    def _unparsable(self, query: str | None) -> GraphQLError | None:
+        """A text not parsed before that nests deeper than the parser can take, or None."""
+        if query is None or self.documents.entry(query) is not None:
+            return None
+        return nesting_error(query, self.limits.max_tokens)
+
+    def _limit(self, query: str | None, operation_name: str | None) -> float | None:
+        """The request's time limit: longer for mutations."""
         limit = self.timeout
         if limit is not None and _is_mutation(self.documents.parse(query or ""), operation_name):
             limit = max(limit, MUTATION_TIMEOUT_S)
-        if limit is None:
-            return await run
-        try:
-            return await asyncio.wait_for(run, limit)
-        except TimeoutError:
-            cancelled = context_value.running.cancel() if isinstance(context_value, Context) else 0
-            logger.warning(
-                "request cancelled after %g s (%d statements cancelled): %s",
-                limit,
-                cancelled,
-                " ".join((query or "").split())[:500],
-            )
-            return ExecutionResult(data=None, errors=[timeout_error(limit)])
+        return limit
+
+    async def _timed_out(self, limit: float, query: str | None, context: Any) -> ExecutionResult:
+        """Cancel what the request left running in PostgreSQL; the answer that says so."""
+        cancelled = 0
+        if isinstance(context, Context):
+            cancelled = await asyncio.to_thread(context.running.cancel)
+        logger.warning(
+            "request cancelled after %g s (%d statements cancelled): %s",
+            limit,
+            cancelled,
+            " ".join((query or "")[:2000].split())[:500],
+        )
+        return ExecutionResult(data=None, errors=[timeout_error(limit)])
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -339,24 +408,24 @@ def build_schema(
     timeout: float | None = None,
     mutation: type | None = None,
 ) -> strawberry.Schema:
-    """The schema with its guards: depth and cost limits, a timeout, internal errors masked.
+    """The schema with its guards: bounds on the document, a cost limit, a timeout, internal
+    errors masked.
 
     The served limits come from the settings (`create_app`). `mutation` replaces the served
     Mutation type (tests pass their own; its fields take `permission_classes=[RequiresToken]`).
     """
-    documents = DocumentCache()
+    limits = Limits(max_cost=max_cost, max_depth=max_depth)
+    documents = DocumentCache(max_tokens=limits.max_tokens)
     extensions: list[Any] = [
         lambda: CachedDocuments(documents),
-        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: Guards(limits),
+        Warnings,
+        lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
     ]
-    if max_cost is not None:
-        extensions.append(lambda: CostLimiter(max_cost=max_cost))
-    extensions.append(
-        lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
-    )
     built = _Schema(query=Query, mutation=mutation or Mutation, extensions=extensions)
     built.timeout = timeout
     built.documents = documents
+    built.limits = limits
     return built
 
 

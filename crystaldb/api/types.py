@@ -13,9 +13,12 @@ from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from crystaldb.api import render
+from crystaldb.api.budget import charge_edges, charge_sites
 from crystaldb.api.loaders import LABEL_NAMES, SUMMARY_NAMES, Context, Rows, reader
+from crystaldb.api.selections import below
 
 Info = strawberry.Info[Context, None]
+PRIVATE = "null unless the request carries a live API token (`Authorization: Bearer <token>`)"
 T = TypeVar("T")
 Resolved: TypeAlias = T | Awaitable[T]  # what a resolver that may need to wait for a loader returns
 
@@ -77,7 +80,10 @@ async def _lattice(root: StructureType, info: Info) -> list[list[float]]:
 
 
 async def _sites(root: StructureType, info: Info) -> list[Site]:
-    """Each site's species, occupancy and coordinates."""
+    """Each site's species, occupancy and coordinates; a cell larger than the cost estimate
+    assumed is charged to the request's budget first (its size is in the summary row)."""
+    fields = len(below(info._raw_info))
+    charge_sites(info.context.budget, root.nsites, fields, root.id)
     cell = await _cell(root, info)
     occupancies = cell.occupancies or [1.0] * cell.nsites
     rows = zip(
@@ -291,25 +297,34 @@ class QuotientGraphType:
         """Edges in the quotient graph."""
         return int(self.row.num_edges)
 
+    def _charged(self, info: Info, name: str, values: int) -> None:
+        """An edge array longer than the estimate assumed is charged to the budget first."""
+        what = f"the {name} of structure {self.row.structure_id}'s graph ({values:,} values)"
+        charge_edges(info.context.budget, values, what)
+
     @strawberry.field
-    def edge_src(self) -> list[int]:
+    def edge_src(self, info: Info) -> list[int]:
         """Source site of each edge."""
+        self._charged(info, "edgeSrc", self.row.num_edges)
         return list(self.row.edge_src)
 
     @strawberry.field
-    def edge_dst(self) -> list[int]:
+    def edge_dst(self, info: Info) -> list[int]:
         """Target site of each edge."""
+        self._charged(info, "edgeDst", self.row.num_edges)
         return list(self.row.edge_dst)
 
     @strawberry.field
-    def edge_images(self) -> list[list[int]]:
+    def edge_images(self, info: Info) -> list[list[int]]:
         """Lattice translation of each edge's target, three integers per edge."""
+        self._charged(info, "edgeImages", 4 * self.row.num_edges)
         flat = list(self.row.edge_images)
         return [flat[i : i + 3] for i in range(0, len(flat), 3)]
 
     @strawberry.field
-    def edge_lengths(self) -> list[float]:
+    def edge_lengths(self, info: Info) -> list[float]:
         """Length of each edge in angstrom (stored as 32-bit floats)."""
+        self._charged(info, "edgeLengths", self.row.num_edges)
         return [float(x) for x in self.row.edge_lengths]
 
     @strawberry.field
@@ -359,19 +374,28 @@ class ModelType:
         """How well it does."""
         return dict(self.row.metrics)
 
-    @strawberry.field
-    def weights_uri(self) -> str | None:
-        """Where the weights are stored."""
-        return self.row.weights_uri
+    @strawberry.field(description=f"Where the weights are stored; {PRIVATE}")
+    async def weights_uri(self, info: Info) -> str | None:
+        """A path or URL of the server's store: for operators."""
+        return self.row.weights_uri if await info.context.authenticated() else None
 
     @strawberry.field
     def weights_sha256(self) -> str | None:
         """Checksum of the weights."""
         return self.row.weights_sha256
 
-    @strawberry.field(graphql_type=JSON)
-    def library_versions(self) -> dict[str, Any]:
-        """Libraries it was trained with."""
+    @strawberry.field(
+        description="The libraries it was trained with (their versions: libraryVersions)."
+    )
+    def libraries(self) -> list[str]:
+        """Names are public; exact versions tell an attacker what to try."""
+        return sorted(self.row.library_versions)
+
+    @strawberry.field(graphql_type=JSON | None, description=f"Library name to version; {PRIVATE}")
+    async def library_versions(self, info: Info) -> dict[str, Any] | None:
+        """Exact versions, for operators reproducing a model."""
+        if not await info.context.authenticated():
+            return None
         return dict(self.row.library_versions)
 
     @strawberry.field
@@ -467,33 +491,54 @@ def release_type(row: Any) -> ReleaseType:
     )
 
 
-@strawberry.type(name="Run")
+@strawberry.type(
+    name="Run",
+    description="A job and its outcome. What identifies the server (host, paths in the "
+    "parameters, exact library versions, errors, the token of an upload) is shown only to "
+    "requests with a live API token.",
+)
 class RunType:
+    row: strawberry.Private[Any]
     id: strawberry.ID
     kind: str
     status: str
-    parameters: dict[str, Any] = strawberry.field(graphql_type=JSON)
-    software: dict[str, Any] = strawberry.field(graphql_type=JSON)
-    host: str
     device: str
     started_at: datetime
     finished_at: datetime | None
-    error: str | None
+    software_names: list[str] = strawberry.field(description="The libraries the run used.")
+
+    @strawberry.field(graphql_type=JSON | None, description=f"The job's arguments; {PRIVATE}")
+    async def parameters(self, info: Info) -> dict[str, Any] | None:
+        """Paths, token names and arguments: for operators."""
+        return self.row.parameters if await info.context.authenticated() else None
+
+    @strawberry.field(graphql_type=JSON | None, description=f"Library name to version; {PRIVATE}")
+    async def software(self, info: Info) -> dict[str, Any] | None:
+        """Exact versions: for operators."""
+        return self.row.software if await info.context.authenticated() else None
+
+    @strawberry.field(description=f"The machine that ran it; {PRIVATE}")
+    async def host(self, info: Info) -> str | None:
+        """The server's host name: for operators."""
+        return str(self.row.host) if await info.context.authenticated() else None
+
+    @strawberry.field(description=f"Why it failed; {PRIVATE}")
+    async def error(self, info: Info) -> str | None:
+        """Tracebacks name files of the server: for operators."""
+        return self.row.error if await info.context.authenticated() else None
 
 
 def run_type(run: Any) -> RunType:
     """A runs row as the API shows it."""
     return RunType(
+        row=run,
         id=strawberry.ID(str(run.id)),
         kind=run.kind,
         status=run.status,
-        parameters=run.parameters,
-        software=run.software,
-        host=run.host,
         device=run.device,
         started_at=run.started_at,
         finished_at=run.finished_at,
-        error=run.error,
+        software_names=sorted(run.software or {}),
     )
 
 

@@ -59,6 +59,9 @@ def connect(settings: Settings, check: bool = True) -> Database:
     engine = create_engine(
         url,
         pool_pre_ping=True,
+        # Statement parameters stay out of error messages and logs: they can be a user's
+        # thousands of values, or a structure's arrays, and logging them stalled the API.
+        hide_parameters=True,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "crystaldb"},
     )
     db = Database(url=url, embedded=embedded, engine=engine, sessions=sessionmaker(engine))

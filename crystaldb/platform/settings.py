@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -76,6 +78,21 @@ class Settings(BaseSettings):
     api_max_cost: int = Field(
         100_000, ge=1, description="Largest estimated cost of a GraphQL query that is run"
     )
+    api_max_body: int = Field(
+        2 << 20,
+        ge=1024,
+        description="Largest request body in bytes (JSON or a query string); larger ones get 413",
+    )
+    api_max_upload: int = Field(
+        8 << 20,
+        ge=1024,
+        description="Largest multipart upload body in bytes, read only with a live API token",
+    )
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API from a browser (CORS), comma-"
+        "separated or a JSON list; '*' allows any; default: none",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -96,6 +113,31 @@ class Settings(BaseSettings):
         if scheme not in {"tcp", "tls", "ucx", "inproc", "ws", "wss"} or ":" not in rest:
             raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786)")
         return f"{scheme}://{rest}"
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError(f"{text!r} is not a JSON list of origins") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not (
+                origin.startswith(("http://", "https://")) and origin.count("/") == 2
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port], no path, or '*')"
+                )
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from crystaldb.schema import (
     ReleaseMember,
     Structure,
 )
+from crystaldb.schema.tokens import create_token
 from tests.api.derived import add_graphs, add_models
 from tests.conftest import DatabaseFactory
 from tests.ingest.realdata import SAMPLE
@@ -60,18 +62,38 @@ class Api:
     rows: dict[int, Row]
     client: httpx.Client
     graph_ids: list[int] = field(default_factory=list)
+    _token: str | None = None
+
+    @property
+    def token(self) -> str:
+        """A live API token (an operator's), created on first use."""
+        if self._token is None:
+            self._token = create_token(self.db, "api-test-operator")
+        return self._token
 
     def post(self, query: str, **variables: Any) -> dict[str, Any]:
         """POST a query; the decoded response (data and/or errors)."""
-        response = self.client.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables}
-        )
+        return self._post(query, variables, {})
+
+    def _post(
+        self, query: str, variables: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        # json.dumps escapes what httpx's encoder would refuse (lone surrogates), as clients do
+        body = json.dumps({"query": query, "variables": variables})
+        headers = {"content-type": "application/json", **headers}
+        response = self.client.post(f"{self.url}/graphql", content=body, headers=headers)
         assert response.status_code in (200, 400), response.text
         return response.json()
 
     def data(self, query: str, **variables: Any) -> dict[str, Any]:
         """The data of a query that must succeed."""
         body = self.post(query, **variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def operator_data(self, query: str, **variables: Any) -> dict[str, Any]:
+        """The data of a query sent with a live API token, which must succeed."""
+        body = self._post(query, variables, {"Authorization": f"Bearer {self.token}"})
         assert "errors" not in body, body["errors"]
         return body["data"]
 

@@ -59,11 +59,14 @@ def test_the_timeout_check_parses_once_too(calls: dict[str, int]) -> None:
 
 
 def test_an_invalid_query_is_refused_every_time(calls: dict[str, int]) -> None:
-    """Too deep, or not GraphQL: the same error each time, found afresh each time."""
+    """Too deep, not valid, or not GraphQL: the same error each time, found afresh each time
+    (the depth before validation, which it spares)."""
     schema = build_schema(max_depth=4)
     for _ in range(2):
         (error,) = schema.execute_sync(DEEP).errors or []
         assert "exceeds maximum operation depth of 4" in error.message
+        (error,) = schema.execute_sync("{ nope }").errors or []
+        assert "Cannot query field 'nope'" in error.message
         (error,) = schema.execute_sync("{ structures").errors or []
         assert error.message.startswith("Syntax Error")
     assert calls["validate"] == 2

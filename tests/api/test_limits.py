@@ -12,6 +12,7 @@ import pytest
 from graphql import get_introspection_query, parse
 
 from crystaldb.api.app import create_app
+from crystaldb.api.budget import NOMINAL_EDGES
 from crystaldb.api.limits import estimate_cost
 from crystaldb.api.schema import schema
 from tests.api.conftest import Api, serving
@@ -29,7 +30,7 @@ fragment cifs on StructureConnection { edges { node { id cif } } }
     [
         ("{ structures(first: 100) { edges { node { id labels { value } } } } }", {}, 1302),
         ("{ structures { totalCount pageInfo { hasNextPage } } }", {}, 4),
-        ("{ __typename structures(first: 2) { __typename edges { node { id } } } }", {}, 6),
+        ("{ __typename structures(first: 2) { __typename edges { node { id } } } }", {}, 8),
         ("query($n: Int!) { runs(first: $n) { id } }", {"n": 30}, 31),
         ("query($n: Int = 7) { runs(first: $n) { id } }", {}, 8),
         ("{ runs(first: 5000) { id } }", {}, 1001),  # counted at the largest page served
@@ -40,7 +41,7 @@ fragment cifs on StructureConnection { edges { node { id cif } } }
             '{ structure(id: "1") { quotientGraph(recipe: "radius:3.0") { edgeSrc '
             "recipe { name } } predictions { model { metrics } } } }",
             {},
-            1 + (1 + 1 + 1 + 1) + 1 + 10 * (1 + 1),
+            1 + (1 + NOMINAL_EDGES + 1 + 1) + 1 + 10 * (1 + 1),
         ),
     ],
 )

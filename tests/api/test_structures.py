@@ -173,12 +173,18 @@ def test_structure_fields(api: Api) -> None:
 
 def test_releases_and_runs(api: Api) -> None:
     """releases with member counts; runs filtered by kind."""
-    data = api.data(
-        """{ releases { name version query splitSpec members createdAt }
-             runs(kind: "api-test", first: 5) { id kind status software host finishedAt error } }"""
-    )
+    query = """{ releases { name version query splitSpec members createdAt }
+        runs(kind: "api-test", first: 5) {
+          id kind status softwareNames software host parameters finishedAt error } }"""
+    data = api.data(query)
     members = sum(f"{RELEASE[0]}:{RELEASE[1]}" in r.releases for r in api.rows.values())
     (release,) = data["releases"]
     assert (release["name"], release["version"], release["members"]) == (*RELEASE, members)
     assert [run["status"] for run in data["runs"]] == ["succeeded"]
-    assert isinstance(data["runs"][0]["software"], dict)
+    (run,) = data["runs"]
+    assert "numpy" in run["softwareNames"]
+    # what identifies the server is for operators only
+    assert run["software"] is run["host"] is run["parameters"] is None
+    (private,) = api.operator_data(query)["runs"]
+    assert private["software"]["numpy"] and private["host"] and private["parameters"] is not None
+    assert set(private["software"]) == set(run["softwareNames"])

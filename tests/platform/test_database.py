@@ -6,7 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.errors import DatabaseUnavailable
@@ -62,3 +63,14 @@ def test_missing_database_is_named(db: Database, tmp_path: Path) -> None:
     )
     with pytest.raises(DatabaseUnavailable, match='database "crystaldb_no_such_database" does not'):
         connect(settings)
+
+
+def test_statement_parameters_stay_out_of_errors_and_logs(db: Database) -> None:
+    """A failing statement's error names the statement, never its parameters: they can be a
+    user's 66,000 values, and formatting them into the log stalled the API for a minute."""
+    secret = "value-" + "x" * 5000
+    with pytest.raises(DBAPIError) as caught, db.engine.connect() as connection:
+        connection.execute(text("SELECT 1 / 0 WHERE :value <> ''"), {"value": secret})
+    message = str(caught.value)
+    assert "division by zero" in message and "SELECT 1 / 0" in message
+    assert secret[:20] not in message and "parameters hidden" in message
