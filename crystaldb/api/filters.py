@@ -9,7 +9,7 @@ EXISTS over `predictions` written here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from crystaldb.schema.filters import (
     Comparison,
     ElementsTest,
     FilterError,
+    FlagsTest,
     Membership,
     Mode,
     Node,
@@ -32,7 +33,7 @@ from crystaldb.schema.filters import (
     to_sql,
 )
 from crystaldb.schema.ml import Model, Prediction
-from crystaldb.schema.structures import Structure
+from crystaldb.schema.structures import FLAGS, Structure
 
 _N = TypeVar("_N", int, float)
 
@@ -73,6 +74,15 @@ class ElementsFilter:
     excludes: list[str] | None = None
 
 
+@strawberry.input(
+    description="Quality flags from ingestion (Structure.flags), one of: " + ", ".join(FLAGS) + "."
+)
+class FlagsFilter:
+    has_all: list[str] | None = None
+    has_any: list[str] | None = None
+    excludes: list[str] | None = None
+
+
 @strawberry.input(description="Has an id in this database (and, if given, exactly this id).")
 class SourceFilter:
     database: str
@@ -85,6 +95,7 @@ class StructureFilter:
     space_group: SpaceGroupFilter | None = None
     crystal_system: str | None = None
     elements: ElementsFilter | None = None
+    flags: FlagsFilter | None = None
     nelements: IntRange | None = None
     nsites: IntRange | None = None
     reduced_formula: str | None = None
@@ -163,6 +174,8 @@ def _conditions(spec: StructureFilter, path: str, functionals: dict[str, str]) -
             yield _checked(Comparison(column, "=", value), f"{path}.{name}")
     if spec.elements is not None:
         yield from _elements(spec.elements, f"{path}.elements")
+    if spec.flags is not None:
+        yield from _flags(spec.flags, f"{path}.flags")
     for column, bounds in (("nelements", spec.nelements), ("nsites", spec.nsites)):
         if bounds is not None:
             yield _range(column, bounds.gte, bounds.lte, f"{path}.{column}")
@@ -262,20 +275,40 @@ def _space_group(spec: SpaceGroupFilter, path: str) -> Iterator[Node]:
         yield _checked(Membership("spacegroup", values), f"{path}.in")
 
 
+_Lists = list[tuple[Mode, str, list[str] | None]]  # (mode, input field, values given)
+
+
 def _elements(spec: ElementsFilter, path: str) -> Iterator[Node]:
     """One ElementsTest per list given."""
-    modes: list[tuple[Mode, str, list[str] | None]] = [
+    lists: _Lists = [
         ("all", "hasAll", spec.has_all),
         ("any", "hasAny", spec.has_any),
         ("only", "hasOnly", spec.has_only),
         ("none", "excludes", spec.excludes),
     ]
-    for mode, name, symbols in modes:
-        if symbols is None:
+    return _list_tests(ElementsTest, lists, path, "element symbol")
+
+
+def _flags(spec: FlagsFilter, path: str) -> Iterator[Node]:
+    """One FlagsTest per list given."""
+    lists: _Lists = [
+        ("all", "hasAll", spec.has_all),
+        ("any", "hasAny", spec.has_any),
+        ("none", "excludes", spec.excludes),
+    ]
+    return _list_tests(FlagsTest, lists, path, "flag")
+
+
+def _list_tests(
+    test: Callable[[Mode, tuple[str, ...]], Node], lists: _Lists, path: str, what: str
+) -> Iterator[Node]:
+    """The --where tests of has/excludes lists, each checked where written; [] is an error."""
+    for mode, name, values in lists:
+        if values is None:
             continue
-        if not symbols:
-            raise ApiError(f"{path}.{name}: give at least one element symbol")
-        yield _checked(ElementsTest(mode, tuple(symbols)), f"{path}.{name}")
+        if not values:
+            raise ApiError(f"{path}.{name}: give at least one {what}")
+        yield _checked(test(mode, tuple(values)), f"{path}.{name}")
 
 
 def _source(spec: SourceFilter, path: str) -> Node:

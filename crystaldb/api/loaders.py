@@ -34,7 +34,7 @@ from crystaldb.schema.structures import ExternalId, Structure
 from crystaldb.schema.tokens import TokenCheck, verify_token
 
 # The per-site arrays: most of a row's bytes, needed only by lattice, sites, cif and extxyz.
-CELL_COLUMNS = ("lattice", "frac_coords", "atomic_numbers", "occupancies")
+CELL_COLUMNS = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "mass_numbers")
 SUMMARY_COLUMNS = tuple(c for c in Structure.__table__.c if c.name not in CELL_COLUMNS)
 SUMMARY_NAMES = tuple(c.name for c in SUMMARY_COLUMNS)
 # What a structure's labels statement selects, in this order (the structure id first).

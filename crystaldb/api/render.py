@@ -1,4 +1,9 @@
-"""Structures as files: CIF (pymatgen) and extended XYZ (ase)."""
+"""Structures as files: CIF (pymatgen) and extended XYZ (ase).
+
+Isotopes (`mass_numbers`): extended XYZ gets a masses column, the isotope's mass on its sites
+and ase's natural masses on the others, as release exports write it and crystaldb's readers
+read it back. CIF cannot say it here: pymatgen's writer spells deuterium and tritium as H.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from ase.data import chemical_symbols
 from pymatgen.core import Lattice
 from pymatgen.core import Structure as PymatgenStructure
 from pymatgen.io.cif import CifWriter
+
+from crystaldb.ingest.isotopes import site_masses
 
 
 def species(row: Any) -> list[str]:
@@ -34,10 +41,19 @@ def to_cif(row: Any) -> str:
 
 
 def to_extxyz(row: Any) -> str:
-    """One extended XYZ frame (symbols and positions; occupancies cannot be written)."""
+    """One extended XYZ frame (symbols and positions, masses with isotopes; occupancies cannot
+    be written)."""
     atoms = Atoms(numbers=row.atomic_numbers, cell=row.lattice, pbc=True)
     atoms.set_scaled_positions(row.frac_coords)
     atoms.info["structure_id"] = int(row.id)
+    columns = ["symbols", "positions"]
+    if row.mass_numbers is not None:
+        isotopic = np.asarray(row.mass_numbers) != 0
+        masses = atoms.get_masses()
+        numbers = np.asarray(row.atomic_numbers)
+        masses[isotopic] = site_masses(numbers, np.asarray(row.mass_numbers))[isotopic]
+        atoms.set_masses(masses)
+        columns.append("masses")
     handle = io.StringIO()
-    ase.io.write(handle, atoms, format="extxyz", columns=["symbols", "positions"])
+    ase.io.write(handle, atoms, format="extxyz", columns=columns)
     return handle.getvalue()

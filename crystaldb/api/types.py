@@ -29,6 +29,10 @@ class Site:
     occupancy: float
     fractional: list[float]
     cartesian: list[float]
+    mass_number: int | None = strawberry.field(
+        description="The isotope's mass number (2 for deuterium, whose species reads H); null "
+        "for the element's natural isotope mix."
+    )
 
 
 @strawberry.type
@@ -86,10 +90,19 @@ async def _sites(root: StructureType, info: Info) -> list[Site]:
     charge_sites(info.context.budget, root.nsites, fields, root.id)
     cell = await _cell(root, info)
     occupancies = cell.occupancies or [1.0] * cell.nsites
+    isotopes = cell.mass_numbers or [0] * cell.nsites  # 0: the natural mix, shown as null
     rows = zip(
-        render.species(cell), occupancies, cell.frac_coords, render.cartesian(cell), strict=True
+        render.species(cell),
+        occupancies,
+        cell.frac_coords,
+        render.cartesian(cell),
+        isotopes,
+        strict=True,
     )
-    return [Site(species=s, occupancy=o, fractional=list(f), cartesian=c) for s, o, f, c in rows]
+    return [
+        Site(species=s, occupancy=o, fractional=list(f), cartesian=c, mass_number=a or None)
+        for s, o, f, c, a in rows
+    ]
 
 
 @strawberry.type(
@@ -115,6 +128,10 @@ class StructureType:
     crystal_system: str | None  # triclinic ... cubic
     volume: float = strawberry.field(description="Cell volume in cubic angstrom.")
     density: float = strawberry.field(description="Density in g/cm^3.")
+    flags: list[str] = strawberry.field(
+        description="Quality notes from ingestion, e.g. deuterated or formula_sum_mismatch "
+        "(FlagsFilter lists them all); [] when there are none."
+    )
     nested: strawberry.Private[Mapping[str, Rows] | None] = None  # prefetched with the page
 
     def _nested(
@@ -159,13 +176,19 @@ class StructureType:
         row = await info.context.graphs.load((recipe, self.row.id))
         return None if row is None else QuotientGraphType(row=row)
 
-    @strawberry.field(description="The cell as CIF (pymatgen's writer).")
+    @strawberry.field(
+        description="The cell as CIF (pymatgen's writer, which writes deuterium and tritium "
+        "as H: sites' massNumber and extxyz keep the isotope)."
+    )
     async def cif(self, info: Info) -> str:
         """CIF text, written in a worker thread: the event loop stays free to serve other
         requests and to end this one at its timeout."""
         return await asyncio.to_thread(render.to_cif, await _cell(self, info))
 
-    @strawberry.field(description="The cell as one extended XYZ frame (ase's writer).")
+    @strawberry.field(
+        description="The cell as one extended XYZ frame (ase's writer); a cell with isotopes "
+        "(deuterium) adds a masses column."
+    )
     async def extxyz(self, info: Info) -> str:
         """Extended XYZ text, written in a worker thread like cif."""
         return await asyncio.to_thread(render.to_extxyz, await _cell(self, info))
@@ -186,6 +209,7 @@ class _Summary(NamedTuple):
     crystal_system: str | None
     volume: float
     density: float
+    flags: list[str]
 
 
 _SUMMARY = reader(_Summary._fields, SUMMARY_NAMES)
@@ -212,6 +236,7 @@ def structure_type(row: Any, nested: Mapping[str, Rows] | None = None) -> Struct
         crystal_system=r.crystal_system,
         volume=float(r.volume),
         density=float(r.density),
+        flags=list(r.flags),
         nested=nested,
     )
 

@@ -38,6 +38,11 @@ from crystaldb.ingest.declared import DeclaredSymmetry, symops_contradict_symbol
 from crystaldb.ingest.identifiers import cod_id_from_tag, ids_from_path
 from crystaldb.ingest.isotopes import mass_number_of_symbol, mass_numbers_or_none
 from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, Rejection, where
+from crystaldb.schema.structures import (
+    DUMMY_SITES_DROPPED,
+    PYMATGEN_FALLBACK,
+    SYMOPS_CONTRADICT_SYMBOL,
+)
 
 Engine = Literal["auto", "gemmi", "pymatgen"]
 CifResult = list[ParsedStructure | Rejection]
@@ -181,7 +186,7 @@ def _gemmi_block(
         block_name=block.name,
         external_ids=ids,
         sha256=sha256,
-        flags=("dummy_sites_dropped",) if dropped else (),
+        flags=(DUMMY_SITES_DROPPED,) if dropped else (),
     )
 
 
@@ -230,7 +235,7 @@ def with_statements(parsed: ParsedStructure, statements: Statements) -> ParsedSt
     """The parsed cell with the block's formula sum and, where it applies, the symmetry flag."""
     flags = parsed.flags
     if symops_contradict_symbol(statements.symmetry, parsed.lattice):
-        flags = (*flags, "symops_contradict_symbol")
+        flags = (*flags, SYMOPS_CONTRADICT_SYMBOL)
     return replace(parsed, flags=flags, declared_formula=statements.formula_sum)
 
 
@@ -327,7 +332,7 @@ def _pymatgen_block(
             block_name=name,
             external_ids=ids,
             sha256=sha256,
-            flags=("pymatgen_fallback",),
+            flags=(PYMATGEN_FALLBACK,),
         )
         return with_statements(parsed, statements)
     except IngestError as exc:

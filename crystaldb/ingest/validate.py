@@ -28,7 +28,8 @@ runs before spglib is called:
 ``symprec`` defaults to 0.1 Å (the Materials Project's choice for its space groups); the
 angle tolerance is spglib's default.
 
-Flags (`structures.flags`, quality notes users filter on; a flagged record is stored):
+Flags (`structures.flags`, quality notes users filter on; a flagged record is stored; their
+names are `crystaldb.schema.structures.FLAGS`, which the filters accept):
 
 - ``organic_without_hydrogen``: C but no H; usually an organic crystal whose H positions
   were not located, but the heuristic also flags carbonates, carbides and the like.
@@ -62,6 +63,11 @@ from crystaldb.ingest.records import (
     StructureRecord,
 )
 from crystaldb.ingest.symmetry import SymmetryError, describe
+from crystaldb.schema.structures import (
+    DEUTERATED,
+    FORMULA_SUM_MISMATCH,
+    ORGANIC_WITHOUT_HYDROGEN,
+)
 
 _LAST_ELEMENT = 118
 _MIN_VECTOR = 1e-3  # angstrom
@@ -241,11 +247,11 @@ def quality_flags(
     """The reader's flags and the validator's own (see the module docstring)."""
     flags = list(parsed.flags)
     if "C" in elements and "H" not in elements:
-        flags.append("organic_without_hydrogen")
+        flags.append(ORGANIC_WITHOUT_HYDROGEN)
     if parsed.declared_formula is not None and formula_sum_differs(
         parsed.declared_formula, composition(parsed.numbers, occupancies)
     ):
-        flags.append("formula_sum_mismatch")
+        flags.append(FORMULA_SUM_MISMATCH)
     if is_deuterated(parsed.numbers, parsed.mass_numbers):
-        flags.append("deuterated")
+        flags.append(DEUTERATED)
     return tuple(flags)

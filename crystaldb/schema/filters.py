@@ -3,8 +3,8 @@
 Three parts, kept apart so another backend (or another front end) can reuse the others:
 
 1. `GRAMMAR`, a lark LALR grammar, turns text into a parse tree;
-2. `_Builder`, a lark Transformer, turns the tree into a small typed AST of frozen
-   dataclasses (`Comparison`, `Membership`, `ElementsTest`, `And`, `Or`, `Not`), checking
+2. `_Builder`, a lark Transformer, turns the tree into a small typed AST of frozen dataclasses
+   (`Comparison`, `Membership`, `ElementsTest`, `FlagsTest`, `And`, `Or`, `Not`), checking
    fields, operators and values on the way;
 3. `to_sql` turns the AST into one SQLAlchemy boolean expression over `structures`:
    ``select(Structure.id).where(where("nsites <= 100"))``.
@@ -15,13 +15,14 @@ Examples::
     band_gap > 1.5 and band_gap <= 3 and spacegroup = 14
     (crystal_system = "monoclinic" or spacegroup in (2, 14, 19)) and nelements >= 3
     band_gap[HSE06] < 2 and release = "omdb-gap1:1.1" and cod = 7033509
+    flags has any formula_sum_mismatch, deuterated and flags excludes symops_contradict_symbol
 
 Semantics, where they are not obvious:
 
 - Keywords (and, or, not, in, has, all, any, only, excludes) are case-insensitive and
   reserved: quote a value that is one of them (``In``, indium, needs no quotes in an element
-  list). Field names are case-insensitive too; element symbols, functionals, formulas, ids
-  and the other values are not (``Cl``, not ``cl``; ``crystal_system = cubic``).
+  list). Field names are case-insensitive too; element symbols, flags, functionals, formulas,
+  ids and the other values are not (``Cl``, not ``cl``; ``crystal_system = cubic``).
 - ``not`` binds tighter than ``and``, which binds tighter than ``or``.
 - Values are numbers, quoted strings ('...' or "..."; no escapes) or bare words made of
   letters, digits and ``_ - . : / +`` starting with a letter or ``_``.
@@ -32,6 +33,11 @@ Semantics, where they are not obvious:
   such label satisfies it; comparisons of the same label field joined by ``and`` (at any
   depth of ``and``, not across ``or`` or ``not``) must hold for one and the same label, so
   ``band_gap > 1 and band_gap < 2`` never pairs one calculation's 0.5 with another's 3.
+- ``flags`` are the quality notes ingestion stores (`FLAGS`, explained in
+  `crystaldb.ingest.validate`); they take the operators of ``elements``: ``flags has any
+  deuterated`` (flagged so), ``flags excludes formula_sum_mismatch`` (not), ``flags has only
+  deuterated`` (no other flag: unflagged structures too). An unknown flag is an error that
+  lists the known ones.
 - ``source``, ``release`` and external ids (``cod = ...``) are sets per structure: ``=``
   and ``in`` mean "has one of them", ``!=`` and ``not in`` mean "has none of them". Ids are
   text; ``<``, ``<=``, ``>``, ``>=`` (``cod >= 4000000``) compare the ids that are whole
@@ -44,9 +50,9 @@ Semantics, where they are not obvious:
   of its type, spelled as spglib spells it (``P2_1/c``), so ``spacegroup_symbol = "P 21/n"``
   selects exactly what ``spacegroup = 14`` selects; no filter selects by the setting of the
   original file. The AST holds the stored spelling, and the SQL tests the space group number.
-- Every test can use an index: B-tree indexes on the columns, the GIN index on ``elements``
-  (``@>``, ``&&``, ``<@``), ``ix_labels_property_value`` for labels, the primary key of
-  ``external_ids`` and the unique keys of ``releases`` and ``release_members``. Negations
+- Every test can use an index: B-tree indexes on the columns, the GIN indexes on ``elements``
+  and ``flags`` (``@>``, ``&&``, ``<@``), ``ix_labels_property_value`` for labels, the primary
+  key of ``external_ids`` and the unique keys of ``releases`` and ``release_members``. Negations
   (``excludes``, ``not``, ``!=``) can only filter rows found otherwise. A list (``in``,
   ``has``) is one array parameter (``= ANY(...)``, ``@>``), so a statement's parameter count
   does not grow with it.
@@ -54,7 +60,7 @@ Semantics, where they are not obvious:
 Limits, so that no input reaches the database driver or Python's recursion limit:
 
 - the text of a filter: at most `MAX_LENGTH` characters;
-- every list (``in (...)``, ``has``/``excludes`` symbols): at most `MAX_LIST` values;
+- every list (``in (...)``, ``has``/``excludes`` symbols or flags): at most `MAX_LIST` values;
 - nesting: at most `MAX_DEPTH` levels of and/or/not in the tree (``not (a or b)`` is 2 deep)
   and, in text, of parentheses open at once;
 - text values (formulas, symbols, ids, names, qualifiers) cannot hold NUL (U+0000), which
@@ -72,6 +78,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, TypeAlias, TypeVar, cast
 
@@ -103,14 +110,14 @@ from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.releases import Release, ReleaseMember
 from crystaldb.schema.spacegroups import number_of_stored, space_group_number, stored_symbol
-from crystaldb.schema.structures import CRYSTAL_SYSTEMS, ExternalId, Structure
+from crystaldb.schema.structures import CRYSTAL_SYSTEMS, FLAGS, ExternalId, Structure
 
 DEFAULT_FUNCTIONAL = "PBE"  # what a label field without [functional] refers to
 DEFAULT_ORIGIN = "--where"  # names the filter's origin at the start of every error message
 ELEMENT_SYMBOLS = frozenset(chemical_symbols[1:119])  # H .. Og, without ase's dummy "X"
 SPACEGROUPS = range(1, 231)
 MAX_LENGTH = 100_000  # characters in the text of a filter
-MAX_LIST = 1_000  # values in one list: in (...), has/excludes symbols
+MAX_LIST = 1_000  # values in one list: in (...), has/excludes symbols or flags
 MAX_DEPTH = 32  # levels of and/or/not in a tree, and of parentheses open at once in text
 _ECHO_CHARS = 60  # user text longer than this is echoed cut, with its length
 _BAD_CHARS = re.compile(r"[\x00\ud800-\udfff]")  # NUL (PostgreSQL text), lone surrogates (UTF-8)
@@ -193,6 +200,14 @@ class ElementsTest:
 
 
 @dataclass(frozen=True, slots=True)
+class FlagsTest:
+    """`flags has all|any|only ...` or `flags excludes ...` (mode "none"), over FLAGS."""
+
+    mode: Mode
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class And:
     """All operands hold (nested ands are flattened into one)."""
 
@@ -213,12 +228,14 @@ class Not:
     operand: Node
 
 
-Node: TypeAlias = Comparison | Membership | ElementsTest | And | Or | Not
+Node: TypeAlias = Comparison | Membership | ElementsTest | FlagsTest | And | Or | Not
+ListTest: TypeAlias = ElementsTest | FlagsTest  # the tests of has/excludes
 
 # --------------------------------------------------------------------------- the fields
 
-Kind = Literal["column", "elements", "label", "external_id", "source", "release"]
-Type = Literal["int", "float", "text", "id", "elements"]
+Kind = Literal["column", "elements", "flags", "label", "external_id", "source", "release"]
+Type = Literal["int", "float", "text", "id", "elements", "flags"]
+LIST_TYPES = ("elements", "flags")  # fields tested with has/excludes
 
 ORDERED_OPS: tuple[Op, ...] = ("=", "!=", "<", "<=", ">", ">=")
 EQUALITY_OPS: tuple[Op, ...] = ("=", "!=")
@@ -246,7 +263,7 @@ class FieldSpec:
     @property
     def operators(self) -> str:
         """The operators as the help text shows them."""
-        if self.type == "elements":
+        if self.type in LIST_TYPES:
             return "has all, has any, has only, excludes"
         return ", ".join((*self.ops, "in", "not in"))
 
@@ -287,6 +304,8 @@ def _fields() -> Mapping[str, FieldSpec]:
         _column("crystal_system", "text", f"one of {systems}", "crystal_system = monoclinic"),
         _column("volume", "float", "cell volume in cubic angstrom", "volume > 500"),
         _column("density", "float", "density in g/cm^3", "density < 1.6"),
+        FieldSpec("flags", "flags", "flags", "quality flags: " + ", ".join(FLAGS),
+                  "flags has any formula_sum_mismatch, deuterated"),
         *(
             FieldSpec(name, "label", "float", label, f"{name} > 1.5 and {name}[HSE06] < 4",
                       qualifier="functional")
@@ -385,12 +404,18 @@ def _resolve(name: str, qualifier: str | None) -> tuple[str, str | None]:
     return name, qualifier
 
 
+_LIST_EXAMPLES: Mapping[str, str] = MappingProxyType(
+    {"elements": "elements has all C, H", "flags": "flags excludes formula_sum_mismatch"}
+)
+
+
 def _check_op(spec: FieldSpec, op: str) -> None:
     """Refuse an operator the field does not support, naming those it does."""
-    if spec.type == "elements":
+    if spec.type in LIST_TYPES:
         _fail(
-            f"operator {_name(str(op))} after elements",
-            "test elements with has all, has any, has only or excludes, e.g. elements has all C, H",
+            f"operator {_name(str(op))} after {spec.name}",
+            f"test {spec.name} with has all, has any, has only or excludes, "
+            f"e.g. {_LIST_EXAMPLES[spec.name]}",
         )
     if op not in spec.ops:
         _fail(f"operator {_name(str(op))} after {spec.name}", f"{spec.name} takes {spec.operators}")
@@ -540,9 +565,44 @@ def _check_symbol(symbol: str) -> str:
     _fail(f"unknown element symbol {_name(symbol)}", hint if fixed in ELEMENT_SYMBOLS else "")
 
 
+def _check_flag(flag: str) -> str:
+    """A known flag (FLAGS), or an error listing them: a misspelt one would select nothing."""
+    if not isinstance(flag, str):
+        _fail(f"flags are text, not {_show(flag)}")
+    _check_text("flag", flag)
+    if flag in FLAGS:
+        return flag
+    close = difflib.get_close_matches(flag.lower(), FLAGS, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    _fail(f"unknown flag {_name(flag)}", f"{hint}flags are " + ", ".join(FLAGS))
+
+
 _MODE_WORDS: Mapping[str, str] = MappingProxyType(
     {"all": "has all", "any": "has any", "only": "has only", "none": "excludes"}
 )
+_CHECK_ITEM: Mapping[str, Callable[[str], str]] = MappingProxyType(
+    {"elements": _check_symbol, "flags": _check_flag}
+)
+
+
+def _list_test(field: str, mode: Mode, values: tuple[str, ...]) -> ListTest:
+    """The AST node of `field has/excludes values`, values as given."""
+    return ElementsTest(mode, values) if field == "elements" else FlagsTest(mode, values)
+
+
+def _check_list_test(node: ListTest) -> ListTest:
+    """A hand-built elements or flags test: a known mode, 1..MAX_LIST known values."""
+    if isinstance(node, ElementsTest):
+        field, what, values = "elements", "symbols", node.symbols
+    else:
+        field, what, values = "flags", "flags", node.flags
+    if node.mode not in _MODE_WORDS or not values:
+        _fail(
+            f"{field} test with mode {_show(node.mode)} and {len(values):,} {what}",
+            f"give a mode all|any|only|none and at least one of the {what}",
+        )
+    _check_list(f"{field} {_MODE_WORDS[node.mode]} (...)", len(values))
+    return _list_test(field, node.mode, tuple(_CHECK_ITEM[field](v) for v in values))
 
 
 def _check(node: Node) -> Node:
@@ -553,14 +613,8 @@ def _check(node: Node) -> Node:
         return type(node)(tuple(_check(operand) for operand in node.operands))
     if isinstance(node, Not):
         return Not(_check(node.operand))
-    if isinstance(node, ElementsTest):
-        if node.mode not in ("all", "any", "only", "none") or not node.symbols:
-            _fail(
-                f"elements test with mode {_show(node.mode)} and {len(node.symbols):,} symbols",
-                "give a mode all|any|only|none and at least one symbol",
-            )
-        _check_list(f"elements {_MODE_WORDS[node.mode]} (...)", len(node.symbols))
-        return ElementsTest(node.mode, tuple(_check_symbol(s) for s in node.symbols))
+    if isinstance(node, ElementsTest | FlagsTest):
+        return _check_list_test(node)
     field, qualifier = _resolve(node.field, node.qualifier)
     spec = FIELDS[node.field]
     if isinstance(node, Membership):
@@ -655,21 +709,21 @@ class _Builder(Transformer_NonRecursive[Token, Node]):
         """all, any or only, whatever the case."""
         return cast(Mode, str(token).lower())
 
-    def symbol(self, token: Token) -> str:
-        """One element symbol, case-sensitive."""
-        return _at(token.column, lambda: _check_symbol(_unquote(token)))
+    def symbol(self, token: Token) -> _Literal:
+        """One element symbol or flag, checked once its field is known (has, excludes)."""
+        return _Literal(_unquote(token), token.column or 0)
 
-    def symbol_list(self, *symbols: str) -> tuple[str, ...]:
-        """The symbols after has/excludes."""
+    def symbol_list(self, *symbols: _Literal) -> tuple[_Literal, ...]:
+        """The symbols or flags after has/excludes."""
         return symbols
 
-    def has(self, ref: _FieldRef, mode: Mode | None, symbols: tuple[str, ...]) -> ElementsTest:
-        """`elements has [all|any|only] ...`; no quantifier means all."""
-        return _elements_at(ref, mode or "all", symbols)
+    def has(self, ref: _FieldRef, mode: Mode | None, symbols: tuple[_Literal, ...]) -> ListTest:
+        """`elements|flags has [all|any|only] ...`; no quantifier means all."""
+        return _list_test_at(ref, mode or "all", symbols)
 
-    def excludes(self, ref: _FieldRef, symbols: tuple[str, ...]) -> ElementsTest:
-        """`elements excludes ...`: none of them."""
-        return _elements_at(ref, "none", symbols)
+    def excludes(self, ref: _FieldRef, symbols: tuple[_Literal, ...]) -> ListTest:
+        """`elements|flags excludes ...`: none of them."""
+        return _list_test_at(ref, "none", symbols)
 
     def negation(self, operand: Node) -> Not:
         """`not x`."""
@@ -697,16 +751,19 @@ def _number(text: str) -> Value:
         _fail(f"the number {_quote(text, '')} has too many digits")
 
 
-def _elements_at(ref: _FieldRef, mode: Mode, symbols: tuple[str, ...]) -> ElementsTest:
-    """An elements test, its errors attributed to the field as written."""
-    _at(ref.column, lambda: _elements_only(ref.spec))
-    _at(ref.column, lambda: _check_list(f"elements {_MODE_WORDS[mode]} (...)", len(symbols)))
-    return ElementsTest(mode, symbols)
+def _list_test_at(ref: _FieldRef, mode: Mode, literals: tuple[_Literal, ...]) -> ListTest:
+    """An elements or flags test, each error attributed to where it was written."""
+    name = ref.spec.name
+    _at(ref.column, lambda: _list_field(ref.spec))
+    _at(ref.column, lambda: _check_list(f"{name} {_MODE_WORDS[mode]} (...)", len(literals)))
+    check = _CHECK_ITEM[name]
+    values = tuple(_at(x.column, partial(check, str(x.value))) for x in literals)
+    return _list_test(name, mode, values)
 
 
-def _elements_only(spec: FieldSpec) -> None:
-    """`has` and `excludes` apply to elements only; say what the field takes instead."""
-    if spec.type != "elements":
+def _list_field(spec: FieldSpec) -> None:
+    """`has` and `excludes` apply to elements and flags; say what another field takes."""
+    if spec.type not in LIST_TYPES:
         _fail(f"'has' or 'excludes' after {spec.name}", f"{spec.name} takes {spec.operators}")
 
 
@@ -745,7 +802,7 @@ def _expected(names: Iterable[str]) -> str:
         phrases.append("a value")
         left -= {"NUMBER", "STRING", "WORD"}
     elif {"IN", "WORD"} <= left:
-        phrases.append("an element symbol")
+        phrases.append("an element symbol or flag")
         left -= {"STRING", "WORD", "IN"}
     elif {"STRING", "WORD"} <= left:
         phrases.append("a functional or database name")
@@ -860,6 +917,7 @@ _COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
 }
 _ELEMENTS = type_coerce(Structure.elements, ARRAY(Text))
+_FLAGS = type_coerce(Structure.flags, ARRAY(Text))
 
 
 def to_sql(node: Node) -> ColumnElement[bool]:
@@ -885,7 +943,9 @@ def _sql(node: Node) -> ColumnElement[bool]:
     if isinstance(node, Not):
         return not_(_sql(node.operand))
     if isinstance(node, ElementsTest):
-        return _elements_sql(node)
+        return _array_sql(_ELEMENTS, node.mode, node.symbols)
+    if isinstance(node, FlagsTest):
+        return _array_sql(_FLAGS, node.mode, node.flags)
     spec = FIELDS[node.field]
     if spec.kind == "label":
         return _label_exists(node.field, node.qualifier or DEFAULT_FUNCTIONAL, [node])
@@ -910,16 +970,16 @@ def _and_sql(operands: Sequence[Node]) -> ColumnElement[bool]:
     return and_(*parts) if parts else true()
 
 
-def _elements_sql(node: ElementsTest) -> ColumnElement[bool]:
-    """Array operators the GIN index on elements serves: @>, &&, <@."""
-    symbols = list(node.symbols)
-    if node.mode == "all":
-        return _ELEMENTS.contains(symbols)
-    if node.mode == "any":
-        return _ELEMENTS.overlap(symbols)
-    if node.mode == "only":
-        return _ELEMENTS.contained_by(symbols)
-    return not_(_ELEMENTS.overlap(symbols))
+def _array_sql(column: Any, mode: Mode, values: Sequence[str]) -> ColumnElement[bool]:
+    """Array operators the GIN indexes on elements and flags serve: @>, &&, <@."""
+    wanted = list(values)
+    if mode == "all":
+        return cast(ColumnElement[bool], column.contains(wanted))
+    if mode == "any":
+        return cast(ColumnElement[bool], column.overlap(wanted))
+    if mode == "only":
+        return cast(ColumnElement[bool], column.contained_by(wanted))
+    return not_(column.overlap(wanted))
 
 
 def _value_test(target: Any, node: Comparison | Membership) -> ColumnElement[bool]:

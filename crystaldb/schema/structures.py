@@ -31,6 +31,23 @@ CRYSTAL_SYSTEMS = (
     "cubic",
 )
 
+# Quality flags of a structure (`structures.flags`): ingestion sets them, filters test them;
+# what each means is in crystaldb.ingest.validate's docstring.
+ORGANIC_WITHOUT_HYDROGEN = "organic_without_hydrogen"
+FORMULA_SUM_MISMATCH = "formula_sum_mismatch"
+SYMOPS_CONTRADICT_SYMBOL = "symops_contradict_symbol"
+DEUTERATED = "deuterated"
+DUMMY_SITES_DROPPED = "dummy_sites_dropped"
+PYMATGEN_FALLBACK = "pymatgen_fallback"
+FLAGS = (
+    ORGANIC_WITHOUT_HYDROGEN,
+    FORMULA_SUM_MISMATCH,
+    SYMOPS_CONTRADICT_SYMBOL,
+    DEUTERATED,
+    DUMMY_SITES_DROPPED,
+    PYMATGEN_FALLBACK,
+)
+
 
 class Structure(Base):
     """One unique crystal structure (unique by its content fingerprint)."""
@@ -62,8 +79,7 @@ class Structure(Base):
     volume: Mapped[float] = mapped_column(Double)
     density: Mapped[float] = mapped_column(Double)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    # Quality notes from reading and checking, e.g. organic_without_hydrogen, pymatgen_fallback,
-    # deuterated, formula_sum_mismatch, symops_contradict_symbol (crystaldb.ingest.validate).
+    # Quality notes from reading and checking, some of FLAGS (crystaldb.ingest.validate).
     flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     created_at: Mapped[datetime] = created_at_column()
 
@@ -80,6 +96,7 @@ class Structure(Base):
         ),
         CheckConstraint("volume > 0", name="volume"),
         Index("ix_structures_elements", "elements", postgresql_using="gin"),
+        Index("ix_structures_flags", "flags", postgresql_using="gin"),
         Index("ix_structures_reduced_formula", "reduced_formula"),
         Index("ix_structures_anonymous_formula", "anonymous_formula"),
         Index("ix_structures_spacegroup_number", "spacegroup_number"),

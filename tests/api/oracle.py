@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from crystaldb.schema.structures import FLAGS
 from tests.api.conftest import Row
 from tests.api.derived import MODELS
 
@@ -31,6 +32,17 @@ def _elements(row: Row, spec: dict[str, list[str]]) -> bool:
         "excludes": lambda s: not (s & have),
     }
     return all(tests[name](set(symbols)) for name, symbols in spec.items())
+
+
+def _flags(row: Row, spec: dict[str, list[str]]) -> bool:
+    """hasAll / hasAny / excludes."""
+    have = set(row.columns["flags"])
+    tests = {
+        "hasAll": lambda s: s <= have,
+        "hasAny": lambda s: bool(s & have),
+        "excludes": lambda s: not (s & have),
+    }
+    return all(tests[name](set(flags)) for name, flags in spec.items())
 
 
 def _space_group(row: Row, spec: dict[str, Any]) -> bool:
@@ -65,6 +77,7 @@ def holds(spec: Filter, row: Row) -> bool:
         "spaceGroup": lambda v: _space_group(row, v),
         "crystalSystem": lambda v: columns["crystal_system"] == v,
         "elements": lambda v: _elements(row, v),
+        "flags": lambda v: _flags(row, v),
         "nelements": lambda v: _within(columns["nelements"], v),
         "nsites": lambda v: _within(columns["nsites"], v),
         "reducedFormula": lambda v: columns["reduced_formula"] == v,
@@ -89,7 +102,7 @@ def random_leaf(rng: random.Random, rows: list[Row]) -> Filter:
     columns = row.columns
     elements = sorted(columns["elements"])
     kind = rng.choice(
-        ["bandGap", "spaceGroup", "crystalSystem", "elements", "nelements", "nsites",
+        ["bandGap", "spaceGroup", "crystalSystem", "elements", "flags", "nelements", "nsites",
          "reducedFormula", "anonymousFormula", "source", "release"]
     )  # fmt: skip
     if kind == "bandGap":
@@ -108,6 +121,9 @@ def random_leaf(rng: random.Random, rows: list[Row]) -> Filter:
         if mode == "hasOnly":
             symbols = [*elements, *rng.sample(["O", "N", "H"], k=1)]
         return {"elements": {mode: sorted(set(symbols))}}
+    if kind == "flags":
+        flags = rng.sample(sorted(columns["flags"]) or FLAGS, k=1) + rng.sample(FLAGS, k=1)
+        return {"flags": {rng.choice(["hasAll", "hasAny", "excludes"]): sorted(set(flags))}}
     if kind in ("nelements", "nsites"):
         value = columns[kind]
         return {

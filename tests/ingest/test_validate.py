@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from collections import Counter
@@ -25,6 +26,7 @@ from crystaldb.ingest import (
     read_file,
     validate,
 )
+from crystaldb.schema.structures import FLAGS
 from tests.ingest.realdata import SPGLIB_WARNING, run_python
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
@@ -248,3 +250,11 @@ def test_all_cod_files_give_known_outcomes(cod: Path) -> None:
                 counts["stored"] += 1
     assert counts["stored"] > 100, counts
     assert "internal_error" not in counts and "symmetry_failed" not in counts, counts
+
+
+def test_every_flag_the_filters_accept_is_documented() -> None:
+    """FLAGS (the one list the filters accept) are exactly the flags validate.py explains."""
+    doc = importlib.import_module("crystaldb.ingest.validate").__doc__ or ""
+    section = doc.split("\nFlags (")[1]
+    documented = re.findall(r"^- ``(\w+)``(?: and ``(\w+)``)?", section, re.MULTILINE)
+    assert {name for pair in documented for name in pair if name} == set(FLAGS)

@@ -44,6 +44,7 @@ from crystaldb.schema.filters import (
     Comparison,
     ElementsTest,
     FilterError,
+    FlagsTest,
     Membership,
     Node,
     Not,
@@ -54,7 +55,7 @@ from crystaldb.schema.filters import (
     where,
 )
 from crystaldb.schema.spacegroups import stored_symbol
-from crystaldb.schema.structures import CRYSTAL_SYSTEMS
+from crystaldb.schema.structures import CRYSTAL_SYSTEMS, FLAGS
 from tests.conftest import SHARED_DATA, DatabaseFactory
 from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
@@ -267,13 +268,16 @@ def holds(node: Node, row: Row) -> bool:
         return any(holds(o, row) for o in node.operands)
     if isinstance(node, Not):
         return not holds(node.operand, row)
-    if isinstance(node, ElementsTest):
-        symbols = set(node.symbols)
+    if isinstance(node, ElementsTest | FlagsTest):
+        if isinstance(node, ElementsTest):
+            stored, listed = row.elements, frozenset(node.symbols)
+        else:
+            stored, listed = frozenset(row.columns["flags"]), frozenset(node.flags)
         return {
-            "all": symbols <= row.elements,
-            "any": bool(symbols & row.elements),
-            "only": row.elements <= symbols,
-            "none": not symbols & row.elements,
+            "all": listed <= stored,
+            "any": bool(listed & stored),
+            "only": stored <= listed,
+            "none": not listed & stored,
         }[node.mode]
     if node.field == "band_gap":
         return _label_holds([node], row)
@@ -335,6 +339,14 @@ BRIEF = {
     "density < 1.6": cmp("density", "<", 1.6),
     "id in (1, 2, 3)": Membership("id", (1, 2, 3)),
     'spacegroup_symbol = "P2_1/c"': cmp("spacegroup_symbol", "=", "P2_1/c"),
+    "flags has any formula_sum_mismatch, deuterated and flags excludes symops_contradict_symbol": (
+        And(
+            (
+                FlagsTest("any", ("formula_sum_mismatch", "deuterated")),
+                FlagsTest("none", ("symops_contradict_symbol",)),
+            )
+        )
+    ),
 }
 
 
@@ -372,6 +384,12 @@ def test_parses_the_documented_examples(source: str, expected: Node) -> None:
         ("elements has In, Sn", ElementsTest("all", ("In", "Sn"))),
         ("elements HAS ANY (\"Cl\", 'Br')", ElementsTest("any", ("Cl", "Br"))),
         ("elements excludes Pb", ElementsTest("none", ("Pb",))),
+        ("FLAGS has deuterated", FlagsTest("all", ("deuterated",))),
+        (
+            "flags Has Only ('deuterated', \"pymatgen_fallback\")",
+            FlagsTest("only", ("deuterated", "pymatgen_fallback")),
+        ),
+        ("not flags excludes (deuterated)", Not(FlagsTest("none", ("deuterated",)))),
         ("crystal_system = 'cubic'", cmp("crystal_system", "=", "cubic")),
         (
             "crystal_system in (cubic, hexagonal)",
@@ -418,7 +436,7 @@ ERRORS = {
     "nsites in ()": "--where: unexpected ')' at column 12: expected a value",
     "elements has": (
         "--where: the filter ends too early: "
-        "expected an element symbol, '(', 'all', 'any' or 'only'"
+        "expected an element symbol or flag, '(', 'all', 'any' or 'only'"
     ),
     "elements has all C H": (
         "--where: unexpected 'H' at column 20: expected ',', 'and', 'or' or the end of the filter"
@@ -447,6 +465,19 @@ ERRORS = {
         "symbols are case-sensitive: did you mean 'Cl'?"
     ),
     "elements excludes X": "--where: unknown element symbol 'X' at column 19",
+    "flags has any deuterated, deuterted": (
+        "--where: unknown flag 'deuterted' at column 27: did you mean 'deuterated'? flags are "
+        + ", ".join(FLAGS)
+    ),
+    "flags excludes Pb": "--where: unknown flag 'Pb' at column 16: flags are " + ", ".join(FLAGS),
+    "elements has deuterated": "--where: unknown element symbol 'deuterated' at column 14",
+    "flags = deuterated": (
+        "--where: operator '=' after flags at column 7: test flags with has all, "
+        "has any, has only or excludes, e.g. flags excludes formula_sum_mismatch"
+    ),
+    "flags has any " + ", ".join(["deuterated"] * (MAX_LIST + 1)): (
+        "--where: flags has any (...) lists 1,001 values at column 1: the maximum is 1,000 per list"
+    ),
     "spacegroup = 231": "--where: space group 231 is outside 1..230 at column 14",
     "spacegroup in (14, 0)": "--where: space group 0 is outside 1..230 at column 20",
     'nsites > "abc"': '--where: nsites takes a whole number, not "abc" at column 10',
@@ -570,6 +601,11 @@ def test_hand_built_trees_are_checked_by_to_sql() -> None:
         cmp("spacegroup", "=", 300): "invalid filter: space group 300 is outside 1..230",
         cmp("colour", "=", "red"): "invalid filter: unknown field 'colour'",
         ElementsTest("all", ("Xx",)): "invalid filter: unknown element symbol 'Xx'",
+        FlagsTest("any", ("nope",)): (
+            "invalid filter: unknown flag 'nope': flags are " + ", ".join(FLAGS)
+        ),
+        FlagsTest("all", ()): 'invalid filter: flags test with mode "all" and 0 flags',
+        cmp("flags", "=", "deuterated"): "invalid filter: operator '=' after flags",
         And(()): "invalid filter: And needs at least one operand",
         Membership("id", ()): "invalid filter: id in () needs at least one value",
         cmp("nsites", ">", True): "invalid filter: nsites takes a whole number, not True",
@@ -633,6 +669,7 @@ def test_the_data_exercises_every_field(loaded: Loaded) -> None:
     assert {d for row in rows for d, _ in row.ids} >= {"cod", "curated-cofs", "mp"}
     assert {r for row in rows for r in row.releases} == {f"{n}:{v}" for n, v in RELEASES}
     assert loaded.rows[loaded.null_spacegroup].columns["spacegroup_number"] is None
+    assert {f for row in rows for f in row.columns["flags"]} == set(FLAGS)
 
 
 FIELD_CASES = [
@@ -717,6 +754,17 @@ FIELD_CASES = [
     "release = alpha:3.0",
     '(crystal_system = "monoclinic" or spacegroup in (2, 14, 19)) and nelements >= 3',
     "not (nsites > 50 or elements has H) and source = cod",
+    "flags has any deuterated",
+    "flags has any formula_sum_mismatch, deuterated",
+    "flags has all formula_sum_mismatch, organic_without_hydrogen",
+    "flags has formula_sum_mismatch",
+    "flags has only deuterated",
+    "flags has only organic_without_hydrogen, formula_sum_mismatch",
+    "flags excludes symops_contradict_symbol",
+    "flags excludes (formula_sum_mismatch, organic_without_hydrogen)",
+    "not flags has any dummy_sites_dropped, pymatgen_fallback",
+    "flags has any deuterated and elements has C",
+    "flags excludes formula_sum_mismatch and elements has all C, H and nsites <= 100",
 ]
 
 
@@ -792,7 +840,9 @@ class Generator:
     def atom(self) -> Node:
         """One comparison, membership or elements test on a random field."""
         r = self.random
-        kind = r.choice(["int", "float", "text", "elements", "label", "id", "source", "release"])
+        kind = r.choice(
+            ["int", "float", "text", "elements", "flags", "label", "id", "source", "release"]
+        )
         if kind in ("int", "float", "text"):
             fields = {
                 "int": ["id", "nsites", "nelements", "spacegroup"],
@@ -809,6 +859,9 @@ class Generator:
         if kind == "elements":
             symbols = tuple(dict.fromkeys(r.sample(self.elements, r.randint(1, 4))))
             return ElementsTest(r.choice(["all", "any", "only", "none"]), symbols)
+        if kind == "flags":
+            flags = tuple(dict.fromkeys(r.sample(FLAGS, r.randint(1, 3))))
+            return FlagsTest(r.choice(["all", "any", "only", "none"]), flags)
         if kind == "label":
             functional = r.choice(["PBE", "PBE", "HSE06", "OptB88vdW"])
             values = tuple(round(r.uniform(-0.5, 6.5), 2) for _ in range(r.randint(1, 2)))
@@ -884,22 +937,30 @@ class Generator:
                 values = ", ".join(self.value(v) for v in inner.values)
                 return f"{self.field(inner)} {self.keyword('not')} {self.keyword('in')} ({values})"
             return f"{self.keyword('not')} {self.operand(inner)}"
-        if isinstance(node, ElementsTest):
-            symbols = ", ".join(
-                s if r.random() < 0.8 else self.random.choice(['"', "'"]).join(["", s, ""])
-                for s in node.symbols
-            )
-            if r.random() < 0.2:
-                symbols = f"({symbols})"
-            if node.mode == "none":
-                return f"elements {self.keyword('excludes')} {symbols}"
-            mode = "" if node.mode == "all" and r.random() < 0.3 else self.keyword(node.mode) + " "
-            return f"elements {self.keyword('has')} {mode}{symbols}"
+        if isinstance(node, ElementsTest | FlagsTest):
+            return self.list_test(node)
         if isinstance(node, Membership):
             values = ", ".join(self.value(v) for v in node.values)
             return f"{self.field(node)} {self.keyword('in')} ({values})"
         space = r.choice(["", " ", "  "])
         return f"{self.field(node)}{space}{node.op}{space}{self.value(node.value)}"
+
+    def list_test(self, node: ElementsTest | FlagsTest) -> str:
+        """`elements|flags has [mode] ...` or `... excludes ...`, values bare or quoted."""
+        r = self.random
+        name, values = (
+            ("elements", node.symbols) if isinstance(node, ElementsTest) else ("flags", node.flags)
+        )
+        listed = ", ".join(
+            s if r.random() < 0.8 else self.random.choice(['"', "'"]).join(["", s, ""])
+            for s in values
+        )
+        if r.random() < 0.2:
+            listed = f"({listed})"
+        if node.mode == "none":
+            return f"{name} {self.keyword('excludes')} {listed}"
+        mode = "" if node.mode == "all" and r.random() < 0.3 else self.keyword(node.mode) + " "
+        return f"{name} {self.keyword('has')} {mode}{listed}"
 
     def operand(self, node: Node) -> str:
         """An operand of and/or/not, parenthesised where precedence needs it (or by whim)."""
@@ -953,6 +1014,8 @@ def _plan(loaded: Loaded, source: str) -> str:
         ("elements has all C, H", "ix_structures_elements"),
         ("elements has any Pb, Cd", "ix_structures_elements"),
         ("elements has only Si, O", "ix_structures_elements"),
+        ("flags has any deuterated, symops_contradict_symbol", "ix_structures_flags"),
+        ("flags has all formula_sum_mismatch", "ix_structures_flags"),
         ("nsites <= 12", "ix_structures_nsites"),
         ("spacegroup in (2, 14)", "ix_structures_spacegroup_number"),
         ("band_gap > 5.5", "ix_labels_property_value"),
@@ -1007,6 +1070,7 @@ def _bound_plan(loaded: Loaded, source: str) -> str:
         ("source in (mp, cod)", "pk_external_ids"),
         ("release in (alpha:1.0, 'beta:x:1')", "uq_releases_name_version"),
         ("elements has any Pb, Cd", "ix_structures_elements"),
+        ("flags has any deuterated, pymatgen_fallback", "ix_structures_flags"),
     ],
 )
 def test_lists_are_one_array_parameter_an_index_serves(
@@ -1162,6 +1226,7 @@ def _lists(loaded: Loaded) -> dict[str, Callable[[int], Node]]:
         "elements excludes": lambda n: Not(
             ElementsTest("none", tuple(("Pb", "Cd", "Cl")[i % 3] for i in range(n)))
         ),
+        "flags": lambda n: FlagsTest("any", tuple(FLAGS[i % len(FLAGS)] for i in range(n))),
     }
 
 
@@ -1330,6 +1395,10 @@ STRING_FIELDS: dict[str, tuple[Callable[[str], Node], Callable[[str], str]]] = {
         lambda bad: ElementsTest("all", ("C", bad)),
         lambda bad: f"elements has all C, '{bad}'",
     ),
+    "flag": (
+        lambda bad: FlagsTest("any", ("deuterated", f"deuterated{bad}")),
+        lambda bad: f"flags has any deuterated, 'deuterated{bad}'",
+    ),
 }
 
 
@@ -1357,6 +1426,7 @@ def test_long_values_are_echoed_cut_with_their_length() -> None:
         lambda: to_sql(cmp("crystal_system", "=", "c" * 5000)),
         lambda: to_sql(cmp("release", "=", "r" * 5000)),
         lambda: to_sql(ElementsTest("all", ("\x00" * 5000,))),
+        lambda: parse("flags has any " + "f" * 5000),
         lambda: to_sql(cmp("reduced_formula", "=", "\ud800" * 5000)),
     ]
     for case in cases:
