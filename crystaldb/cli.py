@@ -1005,14 +1005,25 @@ def runs(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes on the port, each with its own connection pool "
+        "(default: one per core this process may use; 1: serve in this process).",
+    ),
 ) -> None:
     """Serve the GraphQL API (GraphiQL in the browser at /graphql, health at /health)."""
-    from crystaldb.api.server import serve as run_server  # the API's imports cost a second
+    from crystaldb.api.server import describe, usable_cores
+    from crystaldb.api.server import serve as run_server
 
+    count = workers or usable_cores()
     db = _database(load_settings())
     migrate.require_current(db)
-    console.print(f"GraphQL API on http://{host}:{port}/graphql (Ctrl-C stops it)")
-    run_server(db, host=host, port=port)
+    console.print(
+        f"GraphQL API on http://{host}:{port}/graphql, {describe(count)} (Ctrl-C stops it)"
+    )
+    run_server(db, host=host, port=port, workers=count)
 
 
 # --- crystaldb status / demo -----------------------------------------------------------------
@@ -1136,6 +1147,12 @@ def demo(
         True, "--serve/--no-serve", help="End by serving the API on the demo database."
     ),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the API."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes serving the API (default: one per core; 1: this process).",
+    ),
 ) -> None:
     """The main job: start the (embedded) database, migrate it, ingest the sample, serve it."""
     settings = load_settings()
@@ -1155,13 +1172,15 @@ def demo(
     _demo_model(db, settings)
     console.print(render_status(collect_status(settings, db)))
     if serve_after:
+        from crystaldb.api.server import describe, usable_cores
         from crystaldb.api.server import serve as run_server
 
+        count = workers or usable_cores()
         console.print(
-            f"Serving the demo database: GraphiQL at http://127.0.0.1:{port}/graphql "
-            "(Ctrl-C stops it; --no-serve skips this)"
+            f"Serving the demo database: GraphiQL at http://127.0.0.1:{port}/graphql, "
+            f"{describe(count)} (Ctrl-C stops it; --no-serve skips this)"
         )
-        run_server(db, port=port)
+        run_server(db, port=port, workers=count)
 
 
 def main() -> None:
