@@ -44,7 +44,7 @@ class Budget:
 def charge_sites(budget: Budget, nsites: int, fields: int, structure_id: object) -> None:
     """Charge the sites beyond NOMINAL_SITES of one structure, each with its selected fields."""
     budget.charge(
-        (nsites - NOMINAL_SITES) * (1 + fields), f"structure {structure_id}: {nsites} sites"
+        (nsites - NOMINAL_SITES) * (1 + fields), f"structure {structure_id} with {nsites} sites"
     )
 
 

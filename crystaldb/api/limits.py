@@ -94,7 +94,7 @@ class Limits:
     max_query_characters: int = MAX_QUERY_CHARACTERS
 
 
-def _operation(
+def chosen_operation(
     document: DocumentNode, operation_name: str | None
 ) -> OperationDefinitionNode | None:
     """The operation a request runs, or None when graphql-core will refuse the request."""
@@ -216,7 +216,7 @@ def shape_error(
     document: DocumentNode, limits: Limits, operation_name: str | None = None
 ) -> GraphQLError | None:
     """Why the document is too deep, too wide or too aliased to validate, or None."""
-    operation = _operation(document, operation_name)
+    operation = chosen_operation(document, operation_name)
     if operation is None:
         return None  # graphql-core refuses the request itself
     walker = _ShapeWalker(document, limits.max_selections)
@@ -254,7 +254,7 @@ def estimate_cost(
     variables: Mapping[str, Any] | None = None,
 ) -> int:
     """The estimated cost of the operation a request runs (0 if there is none to run)."""
-    operation = _operation(document, operation_name)
+    operation = chosen_operation(document, operation_name)
     if operation is None:
         return 0  # graphql-core refuses the request itself
     root = {

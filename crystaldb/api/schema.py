@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
+from graphql import DocumentNode, GraphQLError
 from sqlalchemy import select
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -26,6 +26,7 @@ from crystaldb.api.limits import (
     MAX_DEPTH,
     Guards,
     Limits,
+    chosen_operation,
     nesting_error,
     query_length_error,
     timeout_error,
@@ -285,15 +286,14 @@ MUTATION_TIMEOUT_S = 120.0  # mutations run models for token holders: seconds, n
 
 def _is_mutation(document: DocumentNode | None, operation_name: str | None) -> bool:
     """Whether the operation to run is a mutation (they get MUTATION_TIMEOUT_S)."""
-    if document is None:
-        return False
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    chosen = [
-        o
-        for o in operations
-        if operation_name is None or (o.name and o.name.value == operation_name)
-    ]
-    return bool(chosen) and chosen[0].operation.value == "mutation"
+    operation = None if document is None else chosen_operation(document, operation_name)
+    return operation is not None and operation.operation.value == "mutation"
+
+
+def _settle(future: Future[float | None], value: float | None) -> None:
+    """Give the awaiting server loop its answer, unless it stopped waiting (a timeout)."""
+    if not future.done():
+        future.set_result(value)
 
 
 class Warnings(SchemaExtension):
@@ -340,8 +340,13 @@ class _Schema(strawberry.Schema):
 
         async def run() -> ExecutionResult:
             """On the execution loop: the checks before parsing, then strawberry's execute."""
-            error = self._unparsable(query)
-            limit_known.set_result(self._limit(query, operation_name) if error is None else None)
+            limit: float | None = None
+            try:
+                error = self._unparsable(query)
+                if error is None:
+                    limit = self._limit(query, operation_name)
+            finally:
+                _settle(limit_known, limit)  # also when the checks raise: never left waiting
             if error is not None:
                 return ExecutionResult(data=None, errors=[error])
             return await strawberry.Schema.execute(
