@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from cross_web import HTTPException  # what strawberry's views raise for a 4xx answer
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -27,7 +26,7 @@ from crystaldb.api.auth import parse_authorization
 from crystaldb.api.http import BoundedRequests
 from crystaldb.api.loaders import Context
 from crystaldb.api.schema import build_schema
-from crystaldb.platform.database import Database
+from crystaldb.platform.database import Database, ping
 from crystaldb.platform.settings import Settings, load_settings
 
 
@@ -57,18 +56,12 @@ class _GraphQL(GraphQL[Context, None]):
             ) from None
 
 
-def _ping(db: Database) -> None:
-    """SELECT 1 on a pooled connection."""
-    with db.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
 def _health(db: Database) -> Route:
     """GET /health: 200 when the database answers, 503 (no details) when it does not."""
 
     async def health(request: Request) -> Response:
         try:
-            await asyncio.to_thread(_ping, db)
+            await asyncio.to_thread(ping, db)
         except Exception:  # any failure means unhealthy; the details stay in the server
             return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})

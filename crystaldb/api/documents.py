@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphql import DocumentNode, GraphQLSyntaxError, parse
 from strawberry.extensions import SchemaExtension
 
-from crystaldb.api.lru import Lru
+from crystaldb.platform.lru import Lru
 
 MAX_DOCUMENTS = 256  # distinct query texts kept: a bound, so odd clients cannot grow memory
 MAX_DOCUMENT_BYTES = 64 << 20  # and their estimated memory, parsed
@@ -45,7 +45,7 @@ class DocumentCache:
         max_bytes: int = MAX_DOCUMENT_BYTES,
         max_tokens: int | None = None,
     ) -> None:
-        self._entries: Lru[_Entry] = Lru(maxsize, max_bytes, _ast_bytes)
+        self._entries: Lru[str, _Entry] = Lru(maxsize, max_bytes, _ast_bytes)
         self.max_tokens = max_tokens
 
     def entry(self, query: str) -> _Entry | None:

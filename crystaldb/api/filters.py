@@ -17,7 +17,7 @@ import strawberry
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
 from crystaldb.api.errors import ApiError
-from crystaldb.api.lru import Lru
+from crystaldb.platform.lru import Lru
 from crystaldb.schema.filters import (
     DEFAULT_FUNCTIONAL,
     And,
@@ -122,21 +122,22 @@ class CompiledFilter:
 # same filter costs 0.5 ms to compile and clients send the same few, page after page. SQL
 # expressions are immutable, so one where-clause can serve any number of statements.
 # Bounded in bytes too: a compiled filter holds about 50 bytes per character of its repr.
-_COMPILED: Lru[CompiledFilter] = Lru(256, 32 << 20, lambda key: 50 * len(key))
+_COMPILED: Lru[str, CompiledFilter] = Lru(256, 32 << 20, lambda key: 50 * len(key))
 
 
 def compile_filter(spec: StructureFilter | None) -> CompiledFilter:
     """The SQL where-clause of a filter; ApiError naming the input path if it is invalid."""
     if spec is None:
         return CompiledFilter(true())
-    key = repr(spec)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = CompiledFilter(true())
-        where = _compile(spec, "filter", compiled)
-        if where is not None:
-            compiled.where = where
-        _COMPILED.put(key, compiled)
+    return _COMPILED.get_or_put(repr(spec), lambda: _compiled(spec))
+
+
+def _compiled(spec: StructureFilter) -> CompiledFilter:
+    """A filter compiled afresh; an invalid one raises, so it is never kept."""
+    compiled = CompiledFilter(true())
+    where = _compile(spec, "filter", compiled)
+    if where is not None:
+        compiled.where = where
     return compiled
 
 

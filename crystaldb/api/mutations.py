@@ -23,11 +23,12 @@ from crystaldb.api.auth import RequiresToken, authenticate
 from crystaldb.api.errors import ApiError
 from crystaldb.api.types import Info, ModelType
 from crystaldb.compute.cells import Cell
-from crystaldb.compute.inference import predict_cell
+from crystaldb.compute.inference import ensemble_spread, predict_cell
 from crystaldb.compute.models import ModelError
 from crystaldb.compute.predictions import write_predictions
+from crystaldb.ingest.files import Payload
 from crystaldb.ingest.load import write_chunk
-from crystaldb.ingest.pipeline import Payload, process_payload
+from crystaldb.ingest.process import process_payload
 from crystaldb.ingest.records import Rejection, StructureRecord
 from crystaldb.ingest.validate import DEFAULT_LIMITS
 from crystaldb.platform.database import Database
@@ -58,11 +59,22 @@ class BandGapPrediction:
     predictions: list[ModelPrediction]
     mean: float = strawberry.field(description="Mean over the models (eV).")
     spread: float | None = strawberry.field(
-        description="Standard deviation over the models (eV); null for one model."
+        description=(
+            "Population standard deviation of the models' values (eV), the uncertainty"
+            " `crystaldb predict --ensemble` stores; null for one model."
+        )
     )
     structure_id: strawberry.ID | None = strawberry.field(
         description="Set when `store` was true: the stored (or already known) structure."
     )
+
+
+class UploadRefused(ApiError):
+    """The readers refused the upload: their message, and their reason code in extensions."""
+
+    def __init__(self, argument: str, rejection: Rejection) -> None:
+        super().__init__(f"{argument}: cannot be used: {rejection.message}")
+        self.extensions = {"code": "UPLOAD_REFUSED", "reason": rejection.reason}
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,10 @@ def _read_upload(upload: _Upload) -> StructureRecord:
     entries = process_payload(Payload(upload.name, data), DEFAULT_LIMITS, None)
     records = [e for e in entries if isinstance(e, StructureRecord)]
     refused = [e for e in entries if isinstance(e, Rejection)]
+    if refused and not records:
+        raise UploadRefused(argument, refused[0])
     if not records:
-        reason = refused[0].message if refused else "no structure in it"
-        raise ApiError(f"{argument}: cannot be used: {reason}")
+        raise ApiError(f"{argument}: cannot be used: no structure in it")
     if len(entries) > 1:
         raise ApiError(
             f"{argument}: holds {len(entries)} structures; upload one structure at a time"
@@ -216,6 +229,7 @@ class Mutation:
             _predict, context.db, context.settings, upload, models, store, token.name or ""
         )
         values = np.array(outcome.values)
+        spread = ensemble_spread(values)
         record = outcome.record
         return BandGapPrediction(
             reduced_formula=record.reduced_formula,
@@ -227,7 +241,7 @@ class Mutation:
                 for m, v in zip(outcome.models, outcome.values, strict=True)
             ],
             mean=float(values.mean()),
-            spread=float(values.std(ddof=1)) if len(values) > 1 else None,
+            spread=None if spread is None else float(spread),
             structure_id=None
             if outcome.structure_id is None
             else strawberry.ID(str(outcome.structure_id)),

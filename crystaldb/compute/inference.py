@@ -163,9 +163,8 @@ def _stream(
                 devices.add(device)
                 names.add(worker)
                 batch = ids[index * batch_size : (index + 1) * batch_size]
-                spread = values.std(axis=0) if len(members) > 1 else None
                 written += write_predictions(
-                    db, model_id, run.id, batch, values.mean(axis=0), spread
+                    db, model_id, run.id, batch, values.mean(axis=0), ensemble_spread(values)
                 )
                 if on_progress:
                     on_progress("predict", written, len(ids))
@@ -174,6 +173,12 @@ def _stream(
             )
             _set_run_device(db, run.id, devices)
     return model_id, run.id, written
+
+
+def ensemble_spread(values: np.ndarray) -> np.ndarray | None:
+    """The members' population standard deviation over axis 0: the one uncertainty of an
+    ensemble, stored by `predict --ensemble` and answered by the API; None for one member."""
+    return values.std(axis=0) if len(values) > 1 else None
 
 
 def _set_run_device(db: Database, run_id: int, devices: set[str]) -> None:

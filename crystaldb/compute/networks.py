@@ -64,11 +64,6 @@ def make_model(hypers: Hypers) -> Network:
     return CGCNN(hypers)
 
 
-def architecture_of(hypers: Hypers) -> str:
-    """The registry name of a hyperparameter set."""
-    return next(name for name, kind in KINDS.items() if isinstance(hypers, kind))
-
-
 @dataclass(frozen=True)
 class NNWeights:
     """A graph network as stored: architecture, hyperparameters and its state dict."""

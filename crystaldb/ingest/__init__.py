@@ -1,16 +1,25 @@
 """Ingestion science: a structure file in, validated records or reasoned rejections out.
 
-Pure functions (no database, no Dask): ``read_file`` parses CIF (gemmi, with a pymatgen
-fallback), extended XYZ, POSCAR and JSON into ParsedStructure entries; ``validate`` checks
-one entry and derives its `structures` row (formulas, space group, fingerprint) as a
-StructureRecord, or returns a Rejection with a stable reason code; ``process_file`` does
-both for one file, and ``read_omdb_gap1`` reads the OMDB-GAP1 release layout.
+Pure functions (no database, no Dask): ``parse_payload`` parses an input's bytes (CIF
+through gemmi with a pymatgen fallback, extended XYZ, POSCAR, JSON) into ParsedStructure
+entries; ``validate`` checks one entry and derives its `structures` row (formulas, space
+group, fingerprint) as a StructureRecord, or returns a Rejection with a stable reason code;
+``process_payload`` does both, as ingestion and the API's uploads do, and ``parse_file`` /
+``process_file`` do the same for one file on disk; ``read_omdb_gap1`` reads the OMDB-GAP1
+release layout.
 """
 
 from crystaldb.ingest.cif import parse_cif_text
-from crystaldb.ingest.formats import read_file
+from crystaldb.ingest.files import Payload
 from crystaldb.ingest.omdb import read_omdb_gap1
-from crystaldb.ingest.process import process_file, process_omdb_gap1, validate_all
+from crystaldb.ingest.process import (
+    parse_file,
+    parse_payload,
+    process_file,
+    process_omdb_gap1,
+    process_payload,
+    validate_all,
+)
 from crystaldb.ingest.records import (
     STRUCTURES_COLUMNS,
     IngestError,
@@ -28,6 +37,7 @@ __all__ = [
     "IngestError",
     "Limits",
     "ParsedStructure",
+    "Payload",
     "Reason",
     "Rejection",
     "StructureRecord",
@@ -35,9 +45,11 @@ __all__ = [
     "crystal_system",
     "describe",
     "parse_cif_text",
+    "parse_file",
+    "parse_payload",
     "process_file",
     "process_omdb_gap1",
-    "read_file",
+    "process_payload",
     "read_omdb_gap1",
     "validate",
     "validate_all",

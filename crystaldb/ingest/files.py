@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from crystaldb.ingest.records import IngestError, Reason
+from crystaldb.ingest.records import IngestError, Reason, Rejection
 
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -18,14 +17,12 @@ _SNIFF_BYTES = 8192
 _MAX_CONTROL_FRACTION = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class TextFile:
-    """A file's decoded text plus the hash of its bytes (the `sources.sha256` column)."""
+@dataclass(frozen=True)
+class Payload:
+    """One input file's bytes, named as the user will see it (archive!member for members)."""
 
-    path: str
-    text: str
-    sha256: str
-    size: int
+    name: str
+    data: bytes
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -33,15 +30,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_size(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> int:
-    """Refuse oversized files before reading them, so a stray dump cannot exhaust memory."""
-    size = os.stat(path).st_size
-    if size > max_bytes:
-        raise IngestError(
-            Reason.FILE_TOO_LARGE,
-            f"{path}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes",
-        )
-    return size
+def read_input(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Payload | Rejection:
+    """A plain file's bytes, its size checked first so a stray dump cannot exhaust memory."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return too_large(str(path), size, max_bytes)
+        return Payload(str(path), path.read_bytes())
+    except OSError as exc:
+        return Rejection(str(path), None, str(Reason.PARSE_ERROR), f"{path}: cannot read: {exc}")
+
+
+def too_large(name: str, size: int, max_bytes: int) -> Rejection:
+    """The refusal of an input over the size limit, for plain files and archive members."""
+    message = f"{name}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes"
+    return Rejection(name, None, str(Reason.FILE_TOO_LARGE), message)
 
 
 def check_text(data: bytes, path: str) -> str:
@@ -65,13 +68,3 @@ def check_text(data: bytes, path: str) -> str:
             f"{path}: not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start}"
             f" (after {context[:-1]!r}); {error.reason}",
         ) from error
-
-
-def read_text_file(
-    path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES
-) -> TextFile:
-    """Read a structure file as text or raise IngestError with the reason it cannot be."""
-    name = str(path)
-    size = check_size(path, max_bytes)
-    data = Path(path).read_bytes()
-    return TextFile(path=name, text=check_text(data, name), sha256=sha256_bytes(data), size=size)

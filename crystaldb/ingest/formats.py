@@ -1,4 +1,4 @@
-"""Non-CIF formats (extended XYZ, POSCAR, pymatgen/ASE JSON) and the `read_file` dispatcher."""
+"""Non-CIF formats (extended XYZ, POSCAR, pymatgen/ASE JSON) and the choice of parser by name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 import ase.io
@@ -15,7 +15,6 @@ from pymatgen.core import Structure
 
 from crystaldb.ingest.cif import parse_cif_text
 from crystaldb.ingest.convert import parsed_from_atoms, parsed_from_pymatgen
-from crystaldb.ingest.files import DEFAULT_MAX_FILE_BYTES, check_size, check_text, sha256_bytes
 from crystaldb.ingest.identifiers import ids_from_path
 from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, Rejection
 
@@ -125,42 +124,6 @@ def parser_for(path: str | os.PathLike[str]) -> Parser | None:
     if suffix == ".json":
         return parse_json_text
     return None
-
-
-def read_file(
-    path: str | os.PathLike[str],
-    *,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    database: str | None = None,
-) -> Parsed:
-    """Read any supported structure file; never raises for bad input, returns Rejections.
-
-    `database` names the database the file stems are ids of (e.g. ``"curated-cofs"``);
-    without it, COD (``1000001.cif``) and JARVIS (``POSCAR-JVASP-10.vasp``) names are
-    recognised.  Every result carries the sha256 of the file's bytes where it was read.
-    """
-    name = str(path)
-    parser = parser_for(path)
-    if parser is None:
-        message = f"{name}: unsupported file type (expected .cif, .xyz, .extxyz, .vasp, POSCAR,"
-        message += " CONTCAR or .json)"
-        return [_rejection(Reason.UNSUPPORTED_FORMAT, name, None, None, message)]
-    sha256: str | None = None
-    try:
-        check_size(path, max_file_bytes)
-        data = Path(path).read_bytes()
-        sha256 = sha256_bytes(data)
-        text = check_text(data, name)
-        if not text.strip():
-            return [_rejection(Reason.NO_ATOMS, name, None, sha256, f"{name}: file is empty")]
-        return parser(text, name, sha256, database)
-    except IngestError as error:
-        return [Rejection.from_error(error, name, None, sha256)]
-    except OSError as error:
-        return [_rejection(Reason.PARSE_ERROR, name, None, sha256, f"{name}: cannot read: {error}")]
-    except Exception as error:  # the format libraries raise anything from ValueError to KeyError
-        message = f"{name}: {type(error).__name__}: {error}"
-        return [_rejection(Reason.PARSE_ERROR, name, None, sha256, message)]
 
 
 def _rejection(

@@ -33,6 +33,8 @@ ISOTOPE_SYMBOLS: dict[str, tuple[int, int]] = {"D": (1, 2), "T": (1, 3)}
 MASS_MATCH = 0.01  # u
 
 
+# functools.cache here and on _named_isotopes, not an Lru: both take no argument (one entry,
+# no bound needed) and are pure; a race on the first call builds the same value twice.
 @functools.cache
 def isotope_masses() -> dict[tuple[int, int], float]:
     """Atomic masses (u) of the isotopes crystaldb recognises, by (atomic, mass number)."""

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
-from crystaldb.ingest.files import check_text, sha256_bytes
+from crystaldb.ingest.files import Payload, read_input, sha256_bytes, too_large
 from crystaldb.ingest.formats import parser_for
 from crystaldb.ingest.labels import SOURCE_PROPERTY, LabelTable, file_key
 from crystaldb.ingest.load import ChunkCounts, Entry, LabelSpec, write_chunk
 from crystaldb.ingest.omdb import BAND_GAP, read_omdb_gap1
-from crystaldb.ingest.process import validate_all
+from crystaldb.ingest.process import process_payload, validate_all
 from crystaldb.ingest.records import IngestError, ParsedStructure, Reason, Rejection
 from crystaldb.ingest.validate import DEFAULT_LIMITS, Limits
 from crystaldb.platform.cluster import dask_client
@@ -64,14 +64,6 @@ OMDB_GAP1_LABELS = LabelSpec(
 
 class IngestInputError(CrystaldbError):
     """A path given to `crystaldb ingest` does not exist or cannot be read at all."""
-
-
-@dataclass(frozen=True)
-class Payload:
-    """One input file's bytes, named as the user will see it (archive!member for members)."""
-
-    name: str
-    data: bytes
 
 
 @dataclass
@@ -194,22 +186,11 @@ def payloads(files: Sequence[Path], max_bytes: int) -> Iterator[Payload | Reject
     """Stream every input's bytes; oversized or unreadable inputs become rejections unread."""
     for path in files:
         if not is_archive(path):
-            yield _read_file(path, max_bytes)
+            yield read_input(path, max_bytes)
         elif path.name.lower().endswith(".zip"):
             yield from _zip_members(path, max_bytes)
         else:
             yield from _tar_members(path, max_bytes)
-
-
-def _read_file(path: Path, max_bytes: int) -> Payload | Rejection:
-    """A plain file, checked for size before it is read."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return _too_large(str(path), size, max_bytes)
-        return Payload(str(path), path.read_bytes())
-    except OSError as exc:
-        return Rejection(str(path), None, Reason.PARSE_ERROR, f"{path}: cannot read: {exc}")
 
 
 def _zip_members(path: Path, max_bytes: int) -> Iterator[Payload | Rejection]:
@@ -221,7 +202,7 @@ def _zip_members(path: Path, max_bytes: int) -> Iterator[Payload | Rejection]:
                     continue
                 name = f"{path}!{info.filename}"
                 if info.file_size > max_bytes:
-                    yield _too_large(name, info.file_size, max_bytes)
+                    yield too_large(name, info.file_size, max_bytes)
                 else:
                     yield Payload(name, archive.read(info))
     except (OSError, zipfile.BadZipFile) as exc:
@@ -238,20 +219,11 @@ def _tar_members(path: Path, max_bytes: int) -> Iterator[Payload | Rejection]:
                 name = f"{path}!{member.name}"
                 handle = archive.extractfile(member)
                 if member.size > max_bytes or handle is None:
-                    yield _too_large(name, member.size, max_bytes)
+                    yield too_large(name, member.size, max_bytes)
                 else:
                     yield Payload(name, handle.read())
     except (OSError, tarfile.TarError, EOFError) as exc:
         yield Rejection(str(path), None, Reason.PARSE_ERROR, f"{path}: broken tar archive: {exc}")
-
-
-def _too_large(name: str, size: int, max_bytes: int) -> Rejection:
-    return Rejection(
-        name,
-        None,
-        Reason.FILE_TOO_LARGE,
-        f"{name}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes",
-    )
 
 
 # --- process (on the workers) ------------------------------------------------------------
@@ -286,24 +258,9 @@ def _labelled(entry: Entry, value: float) -> Entry:
     return replace(entry, properties={**entry.properties, SOURCE_PROPERTY: value})
 
 
-def process_payload(item: Payload, limits: Limits, database: str | None) -> list[Entry]:
-    """One file's bytes to records or rejections; never raises for bad input."""
-    sha = sha256_bytes(item.data)
-    parser = parser_for(item.name)
-    if parser is None:
-        message = f"{item.name}: not a structure file crystaldb reads (.cif, .xyz, POSCAR, .json)"
-        return [Rejection(item.name, None, Reason.UNSUPPORTED_FORMAT, message, sha)]
-    try:
-        text = check_text(item.data, item.name)
-    except Exception as exc:  # IngestError from the checks
-        reason = getattr(exc, "reason", Reason.PARSE_ERROR)
-        return [Rejection(item.name, None, str(reason), str(exc), sha)]
-    return validate_all(parser(text, item.name, sha, database), limits)
-
-
 def validate_parsed(items: Sequence[ParsedStructure], limits: Limits) -> list[Entry]:
     """Validation only, for readers that parse a whole dataset at once (OMDB-GAP1)."""
-    return validate_all(list(items), limits)
+    return validate_all(items, limits)
 
 
 # --- update targets ----------------------------------------------------------------------

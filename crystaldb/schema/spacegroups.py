@@ -33,6 +33,10 @@ HALL_NUMBERS = range(1, 531)  # spglib's tabulated settings (Hall numbers 1-530)
 MAX_SYMBOL_LENGTH = 64  # longer text is no symbol: do not hand it to the parsers
 _PARENTHESISED_SCREW = re.compile(r"(\d)\((\d)\)")  # 2(1) -> 21, as old CIFs write it
 
+# The tables below are functools.cache'd rather than kept in an Lru: each is a function of no
+# argument (one entry, so no bound is needed), pure, and returns a read-only mapping; two
+# threads racing on the first call both build the same table and nothing breaks.
+
 
 @cache
 def stored_symbols() -> Mapping[int, str]:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import event
 from strawberry.dataloader import DataLoader
 
 from crystaldb.api import loaders
+from crystaldb.api.app import create_app
 from crystaldb.api.schema import build_schema
 from crystaldb.api.sdl import REGENERATE, SDL_PATH, sdl
+from crystaldb.platform.database import connect
+from crystaldb.platform.settings import load_settings
 from tests.api.conftest import Api
 from tests.api.derived import MODELS
 
@@ -33,6 +38,22 @@ def test_health(api: Api) -> None:
     response = api.client.get(f"{api.url}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_health_is_503_without_details_when_the_database_is_down(tmp_path: Path) -> None:
+    """A server that cannot reach PostgreSQL says so, naming neither host nor error."""
+    settings = load_settings(
+        database_url="postgresql://postgres@127.0.0.1:1/crystaldb", data_dir=tmp_path
+    )
+    transport = httpx.ASGITransport(create_app(connect(settings, check=False), settings))
+
+    async def health() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get("/health")
+
+    response = asyncio.run(health())
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "unavailable"}
 
 
 def test_graphiql_is_served(api: Api) -> None:

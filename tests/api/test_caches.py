@@ -13,7 +13,6 @@ import strawberry.schema.schema as strawberry_schema
 from crystaldb.api import documents
 from crystaldb.api.errors import ApiError
 from crystaldb.api.filters import ElementsFilter, IntRange, StructureFilter, compile_filter
-from crystaldb.api.lru import Lru
 from crystaldb.api.schema import build_schema
 from tests.api.conftest import Api
 
@@ -77,16 +76,6 @@ def test_each_schema_keeps_its_own_documents(api: Api) -> None:
     assert "errors" not in api.post(DEEP)
     (error,) = build_schema(max_depth=4).execute_sync(DEEP).errors or []
     assert "exceeds maximum operation depth of 4" in error.message
-
-
-def test_the_lru_forgets_the_least_recently_used() -> None:
-    """Bounded: beyond maxsize the entry used longest ago goes."""
-    lru: Lru[int] = Lru(2)
-    lru.put("a", 1)
-    lru.put("b", 2)
-    assert lru.get("a") == 1
-    lru.put("c", 3)
-    assert (lru.get("a"), lru.get("b"), lru.get("c")) == (1, None, 3)
 
 
 def test_a_filter_is_compiled_once_and_errors_every_time() -> None:

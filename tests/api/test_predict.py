@@ -113,6 +113,42 @@ def test_refusals_are_clear(served) -> None:
     assert empty["errors"][0]["message"].startswith("cif: cannot be used")
 
 
+TWO_MODELS = """
+mutation($cif: String!, $models: [String!]!) {
+  predictBandGap(cif: $cif, models: $models) { mean spread predictions { value } }
+}"""
+
+
+def test_spread_is_the_population_std_that_predict_ensemble_stores(
+    jarvis: LabelledDatabase,  # noqa: F811
+    served,
+) -> None:
+    """Two models, two values a and b: spread is |a - b| / 2, the ensembles' uncertainty."""
+    from crystaldb.schema import KernelMatrix
+
+    url, token, _ = served
+    with jarvis.db.session() as session:
+        kernel_id = session.scalar(select(KernelMatrix.id).order_by(KernelMatrix.id.desc()))
+    assert kernel_id is not None
+    name = "krr-api-stiff"  # another regularisation, so another prediction
+    train_krr(jarvis.db, jarvis.settings, kernel_id, jarvis.release, (1.0,), 5, name=name)
+    response = httpx.post(
+        f"{url}/graphql",
+        json={
+            "query": TWO_MODELS,
+            "variables": {"cif": CIF.read_text(), "models": ["krr-api", name]},
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ).json()
+    result = response["data"]["predictBandGap"]
+    a, b = (p["value"] for p in result["predictions"])
+    assert abs(a - b) > 1e-6
+    assert result["mean"] == pytest.approx((a + b) / 2)
+    assert result["spread"] == pytest.approx(abs(a - b) / 2)
+    assert result["spread"] == pytest.approx(float(np.std([a, b])))
+
+
 SIMILAR = """
 query($id: ID!, $k: Int!) {
   similar(id: $id, k: $k) { kernel distance structure { id reducedFormula } }

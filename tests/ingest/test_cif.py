@@ -13,7 +13,7 @@ import pytest
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
-from crystaldb.ingest import ParsedStructure, Rejection, parse_cif_text, read_file, validate
+from crystaldb.ingest import ParsedStructure, Rejection, parse_cif_text, parse_file, validate
 from tests.ingest.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
@@ -43,7 +43,7 @@ def test_every_utf8_cod_file_gives_an_outcome_and_most_parse(cod: Path) -> None:
     """All 229 files: each entry is parsed or refused with a message naming the file."""
     counts: Counter[str] = Counter()
     for path in sorted(cod.glob("*.cif")):
-        for result in read_file(path):
+        for result in parse_file(path):
             assert str(path) in result.path
             if isinstance(result, Rejection):
                 assert str(path) in result.message
@@ -93,7 +93,7 @@ def test_fallback_reads_a_file_gemmi_refuses(cod: Path, tmp_path: Path) -> None:
     broken.write_text(text.replace(line, f"{line}\n{line}", 1))
     with pytest.raises(Exception, match="duplicate"):
         gemmi.cif.read_string(broken.read_text())
-    (parsed,) = read_file(broken)
+    (parsed,) = parse_file(broken)
     assert isinstance(parsed, ParsedStructure), parsed
     assert "pymatgen_fallback" in parsed.flags
     fallback, reference = validate(parsed), validate(parse_one(original))
@@ -136,7 +136,7 @@ def test_nan_coordinate_cif(cod: Path, tmp_path: Path) -> None:
     lines[row] = " ".join(fields)
     path = tmp_path / "2000642.cif"
     path.write_text("\n".join(lines) + "\n")
-    (parsed,) = read_file(path)
+    (parsed,) = parse_file(path)
     assert isinstance(parsed, ParsedStructure)
     assert np.isnan(parsed.frac_coords).any()
     rejection = validate(parsed)
@@ -151,7 +151,7 @@ def test_truncated_cif(cod: Path, tmp_path: Path) -> None:
     cut = text.index("\n", text.index("_atom_site_fract_z") + 600) - 7
     path = tmp_path / "2000642.cif"
     path.write_text(text[:cut])
-    (rejection,) = read_file(path)
+    (rejection,) = parse_file(path)
     assert isinstance(rejection, Rejection)
     assert rejection.reason == "parse_error"
     assert str(path) in rejection.message
@@ -162,7 +162,7 @@ def test_several_data_blocks_give_several_entries(cod: Path, tmp_path: Path) -> 
     """Two real CIFs concatenated: two entries, each with its own block name and COD id."""
     path = tmp_path / "two.cif"
     path.write_text((cod / "1000054.cif").read_text() + "\n" + (cod / "2010577.cif").read_text())
-    results = read_file(path)
+    results = parse_file(path)
     assert [r.entry for r in results] == [0, 1]
     assert all(isinstance(r, ParsedStructure) for r in results)
     assert [r.block_name for r in results] == ["1000054", "2010577"]  # type: ignore[union-attr]
@@ -203,7 +203,7 @@ def _reduced(parsed: ParsedStructure) -> str:
 
 def test_database_names_the_file_stem(shared_data: Path) -> None:
     path = next(iter(sorted((shared_data / "cofs" / "cifs").glob("*.cif"))))
-    (parsed,) = read_file(path, database="curated-cofs")
+    (parsed,) = parse_file(path, database="curated-cofs")
     assert parsed.external_ids == {"curated-cofs": path.stem}  # type: ignore[union-attr]
 
 
@@ -220,7 +220,7 @@ def test_every_malformed_file_is_refused_with_a_clear_reason(shared_data: Path) 
     assert len(cases) == 21
     for name, valid in cases:
         path = shared_data / "cif-malformed" / name
-        results = read_file(path)
+        results = parse_file(path)
         assert results, name
         for result in results:
             assert isinstance(result, Rejection), (name, result)
@@ -233,7 +233,7 @@ def test_every_malformed_file_is_refused_with_a_clear_reason(shared_data: Path) 
 
 def test_invalid_cifs_that_gemmi_rejects_keep_its_line_number(shared_data: Path) -> None:
     path = shared_data / "cif-malformed" / "missing-closing-quote.cif"
-    (rejection,) = read_file(path)
+    (rejection,) = parse_file(path)
     assert isinstance(rejection, Rejection)
     assert rejection.message.startswith(f"{path}:2:")
     assert "pymatgen" in rejection.message  # the fallback was tried and said why it failed

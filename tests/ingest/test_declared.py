@@ -16,8 +16,7 @@ from pymatgen.core import Composition
 from crystaldb.ingest.cif import parse_cif_text
 from crystaldb.ingest.composition import formula_sum_differs
 from crystaldb.ingest.declared import DeclaredSymmetry, symops_contradict_symbol
-from crystaldb.ingest.formats import read_file
-from crystaldb.ingest.process import process_file
+from crystaldb.ingest.process import parse_file, process_file
 from crystaldb.ingest.records import ParsedStructure, StructureRecord
 from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
 
@@ -64,7 +63,7 @@ FORMULA_MISMATCH = {
 def _parsed(cod_id: str) -> ParsedStructure:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parsed = read_file(COD / f"{cod_id}.cif")[0]
+        parsed = parse_file(COD / f"{cod_id}.cif")[0]
     assert isinstance(parsed, ParsedStructure), parsed
     return parsed
 

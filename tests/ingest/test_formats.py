@@ -15,7 +15,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from pymatgen.core import Structure
 from pymatgen.io.vasp import Poscar
 
-from crystaldb.ingest import ParsedStructure, Rejection, StructureRecord, process_file, read_file
+from crystaldb.ingest import ParsedStructure, Rejection, StructureRecord, parse_file, process_file
 from tests.ingest.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
@@ -30,7 +30,7 @@ def frames(shared_data: Path) -> list[Atoms]:
 
 def test_extxyz_every_frame_is_an_entry(shared_data: Path, frames: list[Atoms]) -> None:
     path = shared_data / "molecular-crystals" / "molecular_crystals.xyz"
-    results = read_file(path)
+    results = parse_file(path)
     assert [r.entry for r in results] == list(range(len(frames)))
     for result, atoms in zip(results, frames, strict=True):
         assert isinstance(result, ParsedStructure), result
@@ -50,7 +50,7 @@ def test_extxyz_numeric_info_and_calculator_values_become_properties(
     atoms.calc = SinglePointCalculator(atoms, energy=-123.25)
     path = tmp_path / "labelled.extxyz"
     ase.io.write(path, [atoms, frames[2]], format="extxyz")
-    first, second = read_file(path)
+    first, second = parse_file(path)
     assert isinstance(first, ParsedStructure) and isinstance(second, ParsedStructure)
     assert first.properties == {"band_gap": 2.5, "energy": -123.25}
     assert second.properties == {}
@@ -62,7 +62,7 @@ def test_xyz_without_a_cell_is_not_periodic(frames: list[Atoms], tmp_path: Path)
     molecule.cell = None
     path = tmp_path / "molecule.xyz"
     ase.io.write(path, molecule, format="extxyz")
-    (rejection,) = read_file(path)
+    (rejection,) = parse_file(path)
     assert isinstance(rejection, Rejection)
     assert rejection.reason == "not_periodic"
     assert rejection.entry == 0
@@ -74,7 +74,7 @@ def test_poscar_files_match_pymatgen(shared_data: Path) -> None:
     paths = sorted((shared_data / "jarvis-sample").glob("*.vasp"))
     assert len(paths) > 50
     for path in paths:
-        (parsed,) = read_file(path)
+        (parsed,) = parse_file(path)
         assert isinstance(parsed, ParsedStructure), parsed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -95,7 +95,7 @@ def test_contcar_name_is_recognised(shared_data: Path, tmp_path: Path) -> None:
     source = next(iter(sorted((shared_data / "jarvis-sample").glob("*.vasp"))))
     path = tmp_path / "CONTCAR"
     path.write_bytes(source.read_bytes())
-    (parsed,) = read_file(path)
+    (parsed,) = parse_file(path)
     assert isinstance(parsed, ParsedStructure)
 
 
@@ -105,12 +105,12 @@ def test_pymatgen_json(shared_data: Path, tmp_path: Path) -> None:
     structures = [Structure.from_file(p) for p in paths]
     single = tmp_path / "one.json"
     single.write_text(json.dumps(structures[0].as_dict()))
-    (parsed,) = read_file(single)
+    (parsed,) = parse_file(single)
     assert isinstance(parsed, ParsedStructure)
     assert parsed.numbers.tolist() == list(structures[0].atomic_numbers)
     several = tmp_path / "two.json"
     several.write_text(json.dumps([s.as_dict() for s in structures]))
-    results = read_file(several)
+    results = parse_file(several)
     assert [r.entry for r in results] == [0, 1]
     assert all(isinstance(r, ParsedStructure) for r in results)
 
@@ -118,7 +118,7 @@ def test_pymatgen_json(shared_data: Path, tmp_path: Path) -> None:
 def test_ase_json(frames: list[Atoms], tmp_path: Path) -> None:
     path = tmp_path / "frames.json"
     ase.io.write(path, frames[:3], format="json")
-    results = read_file(path)
+    results = parse_file(path)
     assert len(results) == 3
     for result, atoms in zip(results, frames[:3], strict=True):
         assert isinstance(result, ParsedStructure)
@@ -129,7 +129,7 @@ def test_ase_json(frames: list[Atoms], tmp_path: Path) -> None:
 def test_unusable_json_is_a_parse_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
-    (rejection,) = read_file(path)
+    (rejection,) = parse_file(path)
     assert isinstance(rejection, Rejection)
     assert rejection.reason == "parse_error"
     assert str(path) in rejection.message
@@ -140,7 +140,7 @@ def test_read_file_never_raises_on_any_shared_file(shared_data: Path) -> None:
     for path in sorted(p for p in shared_data.rglob("*") if p.is_file()):
         if path.parent.name == "cifs" and path.suffix == ".cif":
             continue  # the 984 COFs are covered by the benchmark; a sample is read below
-        results = read_file(path)
+        results = parse_file(path)
         assert results, path
         for result in results:
             assert isinstance(result, ParsedStructure | Rejection)
@@ -148,7 +148,7 @@ def test_read_file_never_raises_on_any_shared_file(shared_data: Path) -> None:
 
 def test_read_file_on_cofs(shared_data: Path) -> None:
     for path in sorted((shared_data / "cofs" / "cifs").glob("*.cif"))[:50]:
-        (parsed,) = read_file(path)
+        (parsed,) = parse_file(path)
         assert isinstance(parsed, ParsedStructure), parsed
 
 

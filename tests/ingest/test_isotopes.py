@@ -20,9 +20,9 @@ from pymatgen.io.cif import CifParser
 from sqlalchemy import select
 
 from crystaldb.ingest.cif import parse_cif_text
-from crystaldb.ingest.formats import read_file
 from crystaldb.ingest.isotopes import isotope_masses, mass_numbers_from_masses
 from crystaldb.ingest.pipeline import ingest_paths
+from crystaldb.ingest.process import parse_file
 from crystaldb.ingest.records import ParsedStructure, StructureRecord
 from crystaldb.ingest.validate import validate
 from crystaldb.platform.database import Database
@@ -47,7 +47,7 @@ AME_TRITIUM = 3.01604928132
 
 
 def _parsed(cod_id: str) -> ParsedStructure:
-    (parsed,) = read_file(COD / f"{cod_id}.cif")
+    (parsed,) = parse_file(COD / f"{cod_id}.cif")
     assert isinstance(parsed, ParsedStructure), parsed
     return parsed
 
@@ -155,7 +155,7 @@ def test_extended_xyz_masses_carry_the_isotope(tmp_path: Path) -> None:
     atoms.set_masses(masses)
     ase.io.write(frame, atoms, format="extxyz")
 
-    (again,) = read_file(frame)
+    (again,) = parse_file(frame)
     assert isinstance(again, ParsedStructure)
     assert again.mass_numbers.tolist() == parsed.mass_numbers.tolist()
     assert _record(again).fingerprint == record.fingerprint

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from crystaldb.ingest import pipeline
+from crystaldb.ingest.files import Payload
 from crystaldb.ingest.pipeline import (
     CRASHED,
     IngestInputError,
-    Payload,
     ingest_omdb_gap1,
     ingest_paths,
     run_batch,

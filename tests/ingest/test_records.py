@@ -13,8 +13,8 @@ from crystaldb.ingest import (
     ParsedStructure,
     Rejection,
     StructureRecord,
+    parse_file,
     process_file,
-    read_file,
 )
 from tests.ingest.realdata import SPGLIB_WARNING
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 @pytest.fixture(scope="module")
 def parsed(sample: Path) -> ParsedStructure:
-    (entry,) = read_file(sample / "cod" / "2000642.cif")
+    (entry,) = parse_file(sample / "cod" / "2000642.cif")
     assert isinstance(entry, ParsedStructure)
     return entry
 
@@ -74,7 +74,7 @@ def test_structures_row(record: StructureRecord) -> None:
 def test_everything_pickles_for_dask(
     parsed: ParsedStructure, record: StructureRecord, sample: Path
 ) -> None:
-    (rejection,) = read_file(sample / "malformed" / "null-symbol.cif")
+    (rejection,) = parse_file(sample / "malformed" / "null-symbol.cif")
     assert isinstance(rejection, Rejection)
     for value in (parsed, record, rejection):
         clone = pickle.loads(pickle.dumps(value))

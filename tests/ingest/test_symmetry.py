@@ -21,8 +21,8 @@ from crystaldb.ingest import (
     StructureRecord,
     crystal_system,
     describe,
+    parse_file,
     process_file,
-    read_file,
 )
 from tests.ingest.realdata import SPGLIB_WARNING
 
@@ -39,7 +39,7 @@ DECLARED = ["1000054", "2010577", "2000642", "2240656", "2002248", "2310261", "2
 
 def structure_of(path: Path) -> Structure:
     """pymatgen Structure of our parse of a real file (the fingerprint's input)."""
-    (entry,) = read_file(path)
+    (entry,) = parse_file(path)
     assert isinstance(entry, ParsedStructure), entry
     return Structure(entry.lattice, entry.numbers.tolist(), entry.frac_coords)
 

@@ -22,8 +22,8 @@ from crystaldb.ingest import (
     Reason,
     Rejection,
     StructureRecord,
+    parse_file,
     process_file,
-    read_file,
     validate,
 )
 from crystaldb.schema.structures import FLAGS
@@ -43,7 +43,7 @@ for outcome in process_file(sys.argv[1], limits):
 
 def parsed(path: Path) -> ParsedStructure:
     """The single parsed entry of a real file."""
-    (result,) = read_file(path)
+    (result,) = parse_file(path)
     assert isinstance(result, ParsedStructure), result
     return result
 
