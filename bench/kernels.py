@@ -69,8 +69,8 @@ from crystaldb.ingest.load import write_chunk
 from crystaldb.ingest.records import StructureRecord
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
-from crystaldb.platform.store import ArtifactStore
-from crystaldb.schema import IngestBatch, Structure, migrate
+from crystaldb.platform.store import ArtifactStore, open_array_uri
+from crystaldb.schema import DescriptorSet, IngestBatch, Structure, migrate
 from crystaldb.schema.runs import track_run
 
 CHNO = {"H", "C", "N", "O"}
@@ -277,8 +277,9 @@ def end_to_end(
         "tiles": summary.tiles_computed,
         "atoms": sum(r.nsites for r in records),
     }
-    store = ArtifactStore(settings.store_location)
-    spectra = read_spectra(store, f"descriptors/{summary.descriptor_set_id}", np.arange(len(ids)))
+    with db.session() as session:
+        descriptors_uri = session.get_one(DescriptorSet, summary.descriptor_set_id).array_uri
+    spectra = read_spectra(descriptors_uri, np.arange(len(ids)), "descriptors")
     codes = np.unique(key_codes(spectra.keys))
     x = densify(spectra, codes)  # untimed: the baseline starts from dense descriptors
     out["D"] = x.shape[1]
@@ -307,7 +308,7 @@ def end_to_end(
     )
     array[:] = kernel
     out["zarr_write"] = time.perf_counter() - start
-    built = store.open_array(f"kernels/{summary.kernel_id}/matrix")
+    built = open_array_uri(summary.array_uri, f"kernel {summary.kernel_id}")
     out["max_diff"] = max(
         float(np.abs(built[s : s + tile] - kernel[s : s + tile]).max())
         for s in range(0, len(ids), tile)

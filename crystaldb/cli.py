@@ -50,6 +50,7 @@ from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema import migrate
 from crystaldb.schema.inventory import count_rows
+from crystaldb.schema.releases import ReleaseRef
 from crystaldb.schema.runs import recent_runs
 from crystaldb.schema.tokens import create_token, list_tokens, revoke_token
 
@@ -567,7 +568,7 @@ def reproduce_omdb_gap1_command(
     """The OMDB-GAP1 paper's SOAP-KRR protocol: ingest, release, kernel, KRR, beside the paper."""
     from crystaldb.compute.reproduce import check_request, reproduce_omdb_gap1
 
-    check_request(folder, train, test, folds)
+    check_request(folder, train, test, folds, release_name)
     settings = load_settings()
     db = _database(settings)
     migrate.require_current(db)
@@ -865,13 +866,13 @@ def graphs_build(
 
 def _release_ref(text: str, version: str | None = None) -> tuple[str, str | None]:
     """NAME or NAME:VERSION (an explicit --version wins)."""
-    name, _, inline = text.partition(":")
-    return name, version or inline or None
+    ref = ReleaseRef.parse(text)
+    return ref.name, version or ref.version
 
 
 @release_app.command("create")
 def release_create(
-    name: str = typer.Argument(..., help="Release name, e.g. omdb-gap1."),
+    name: str = typer.Argument(..., help="Release name, e.g. omdb-gap1 (no ':')."),
     version: str = typer.Option(..., "--version", help="Version; name+version is never reused."),
     where: str | None = typer.Option(
         None, "--where", help='Filter, e.g. "elements has all C, H and nsites <= 208".'
@@ -910,7 +911,7 @@ def release_export(
     """Write a release to a folder, with manifest.json and plots; same release, same bytes."""
     db = _database(load_settings())
     migrate.require_current(db)
-    release = find_release(db, *_release_ref(name, version))
+    release = find_release(db, *_release_ref(name, version), origin="NAME")
     with console.status(f"Exporting {release.name} {release.version} as {fmt}..."):
         data = load_release(db, release)
         files = export_release(data, fmt, out)
@@ -947,7 +948,8 @@ def release_diff(
     """What B added, removed, relabelled and moved between splits, relative to A."""
     db = _database(load_settings())
     migrate.require_current(db)
-    old, new = find_release(db, *_release_ref(a)), find_release(db, *_release_ref(b))
+    old = find_release(db, *_release_ref(a), origin="A")
+    new = find_release(db, *_release_ref(b), origin="B")
     diff = diff_releases(db, old, new)
     console.print(
         f"{old.name} {old.version} -> {new.name} {new.version}: {len(diff.added)} added, "

@@ -16,8 +16,10 @@ from sqlalchemy import ARRAY, BigInteger, Select, any_, cast, select
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
+from crystaldb.release.create import find_release
 from crystaldb.schema import Label, Release, ReleaseMember, Structure
 from crystaldb.schema.filters import where as where_clause
+from crystaldb.schema.releases import ReleaseRef
 
 
 class SelectionError(CrystaldbError):
@@ -64,7 +66,8 @@ def select_structures(
     if release is not None and where is not None:
         raise SelectionError("give --release or --where, not both")
     if release is not None:
-        return _release_selection(db, release)
+        ref = ReleaseRef.parse(release)
+        return release_selection(db, find_release(db, ref.name, ref.version, origin="--release"))
     query = select(Structure.id).order_by(Structure.id)
     if where is not None:
         query = query.where(where_clause(where, origin="--where"))
@@ -76,30 +79,19 @@ def select_structures(
     return Selection(structure_ids=ids, description=f"{described} ({len(ids)})")
 
 
-def _release_selection(db: Database, text: str) -> Selection:
-    """NAME or NAME:VERSION (the newest version when none is given)."""
-    name, _, version = text.partition(":")
-    query = select(Release).where(Release.name == name)
-    if version:
-        query = query.where(Release.version == version)
+def release_selection(db: Database, release: Release) -> Selection:
+    """A release's members in release order, with their splits."""
     with db.session() as session:
-        found = session.scalars(query.order_by(Release.created_at.desc(), Release.id.desc()))
-        release_row = found.first()
-        if release_row is None:
-            known = session.scalars(select(Release.name).distinct().order_by(Release.name)).all()
-            hint = f"; known releases: {', '.join(known)}" if known else "; none exist yet"
-            raise SelectionError(f"--release: no release {text}{hint}")
         members = session.execute(
             select(ReleaseMember.structure_id, ReleaseMember.split)
-            .where(ReleaseMember.release_id == release_row.id)
+            .where(ReleaseMember.release_id == release.id)
             .order_by(ReleaseMember.position)
         ).all()
-        label = f"release {release_row.name}:{release_row.version}"
-        release_id = release_row.id
+    label = f"release {ReleaseRef(release.name, release.version)}"
     return Selection(
         structure_ids=tuple(sid for sid, _ in members),
         description=f"{label} ({len(members)} members)",
-        release_id=release_id,
+        release_id=release.id,
         splits=tuple(split for _, split in members),
     )
 

@@ -13,6 +13,10 @@ Layout in the artifact store:
   descriptors/<id>/{indptr,keys,values,norms}   average SOAP spectra, CSR by structure
   kernels/<id>/matrix                           the kernel, chunked tile x tile
   kernels/<id>/done                             (row tiles, column tiles) uint8
+
+New arrays are written through the store configured now; existing ones are read (and a
+kernel resumed) at the URIs their rows recorded: the descriptor set's folder and the
+kernel's matrix, with `done` beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import zarr
 from sqlalchemy import ARRAY, BigInteger, cast, select
 
 from crystaldb.compute.cells import batches, load_cells, release_labels, select_structures
@@ -34,8 +39,9 @@ from crystaldb.platform.cluster import bounded_map, dask_client, worker_count
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore
+from crystaldb.platform.store import ArtifactStore, open_array_uri, uri_exists
 from crystaldb.schema import DescriptorSet, KernelMatrix, Release
+from crystaldb.schema.releases import ReleaseRef
 from crystaldb.schema.runs import track_run
 
 log = logging.getLogger(__name__)
@@ -92,7 +98,7 @@ def choose_landmarks(db: Database, release: str, count: int, seed: int = 0) -> L
         )
     with db.session() as session:
         release_row = session.get_one(Release, selection.release_id)
-        name = f"{release_row.name}:{release_row.version}"
+        name = str(ReleaseRef(release_row.name, release_row.version))
     try:
         chosen = draw_landmarks(len(train), count, seed, f"release {name}")
     except RegressionError as exc:
@@ -109,11 +115,12 @@ def spectra_task(cells: list[Any], hypers: SoapHypers) -> AverageSpectra:
     return average_spectra(cells, hypers)
 
 
-def read_spectra(store: ArtifactStore, key: str, rows: np.ndarray) -> AverageSpectra:
-    """Rows of a stored descriptor set, in the order asked, reading contiguous runs at once."""
-    indptr_all = np.asarray(store.open_array(f"{key}/indptr")[:])
-    keys_array, values_array = store.open_array(f"{key}/keys"), store.open_array(f"{key}/values")
-    norms_all = np.asarray(store.open_array(f"{key}/norms")[:])
+def read_spectra(uri: str, rows: np.ndarray, what: str) -> AverageSpectra:
+    """Rows of the descriptor set at `uri`, in the order asked, reading contiguous runs at once."""
+    indptr_all = np.asarray(open_array_uri(f"{uri}/indptr", what)[:])
+    keys_array = open_array_uri(f"{uri}/keys", what)
+    values_array = open_array_uri(f"{uri}/values", what)
+    norms_all = np.asarray(open_array_uri(f"{uri}/norms", what)[:])
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     parts = []
     for run in np.split(rows, breaks):
@@ -134,9 +141,9 @@ def read_spectra(store: ArtifactStore, key: str, rows: np.ndarray) -> AverageSpe
 class TileJob:
     """One tile for a worker: where to read its rows and columns, where to write it."""
 
-    store_root: str
-    descriptor_key: str
-    kernel_key: str
+    descriptor_uri: str
+    matrix_uri: str
+    kernel_id: int
     row_tile: int
     col_tile: int
     rows: np.ndarray  # descriptor-set rows of the tile's kernel rows
@@ -149,15 +156,15 @@ class TileJob:
 
 def tile_task(job: TileJob) -> tuple[int, int, float]:
     """Worker: compute one tile, write it (and its mirror), then mark it done."""
-    store = ArtifactStore(job.store_root)
-    left = read_spectra(store, job.descriptor_key, job.rows)
+    what = f"kernel {job.kernel_id}"
+    left = read_spectra(job.descriptor_uri, job.rows, f"{what} descriptors")
     same = np.array_equal(job.rows, job.cols)
-    right = left if same else read_spectra(store, job.descriptor_key, job.cols)
+    right = left if same else read_spectra(job.descriptor_uri, job.cols, f"{what} descriptors")
     tile = average_kernel(left, right, job.zeta)
-    matrix = store.open_array(f"{job.kernel_key}/matrix", mode="r+")
+    matrix = open_array_uri(job.matrix_uri, what, mode="r+")
     r0, c0 = job.row_start, job.col_start
     matrix[r0 : r0 + tile.shape[0], c0 : c0 + tile.shape[1]] = tile
-    done = store.open_array(f"{job.kernel_key}/done", mode="r+")
+    done = open_array_uri(done_uri(job.matrix_uri), what, mode="r+")
     if job.mirror:
         matrix[c0 : c0 + tile.shape[1], r0 : r0 + tile.shape[0]] = tile.T
         done[job.col_tile, job.row_tile] = 1
@@ -169,9 +176,9 @@ def tile_task(job: TileJob) -> tuple[int, int, float]:
 
 
 def find_descriptor_set(db: Database, hypers: SoapHypers, ids: Sequence[int]) -> int | None:
-    """A complete descriptor set with these exact hyperparameters covering every id."""
+    """A complete descriptor set with these hyperparameters covering every id, still reachable."""
     query = (
-        select(DescriptorSet.id)
+        select(DescriptorSet.id, DescriptorSet.array_uri)
         .where(
             DescriptorSet.kind == DESCRIPTOR_KIND,
             DescriptorSet.status == "complete",
@@ -181,7 +188,8 @@ def find_descriptor_set(db: Database, hypers: SoapHypers, ids: Sequence[int]) ->
         .order_by(DescriptorSet.id.desc())
     )
     with db.session() as session:
-        return session.scalars(query).first()
+        found = session.execute(query).all()
+    return next((set_id for set_id, uri in found if uri_exists(uri)), None)
 
 
 def build_descriptors(
@@ -310,17 +318,17 @@ def build_kernel(
             set_id = find_descriptor_set(db, hypers, needed)
             if set_id is None:
                 set_id = build_descriptors(db, client, store, hypers, needed, run.id, on_progress)
-            kernel_id = _find_or_create_kernel(
+            kernel_id, matrix_uri = _find_or_create_kernel(
                 db, store, set_id, rows, cols_list, hyper, tile, run.id
             )
-            jobs = _pending_tiles(db, store, set_id, kernel_id, rows, cols_list, zeta, tile)
+            jobs = _pending_tiles(db, set_id, kernel_id, matrix_uri, rows, cols_list, zeta, tile)
             total = _tile_count(len(rows), len(cols_list), tile, symmetric)
             computed = 0
             for _ in bounded_map(client, tile_task, iter(jobs), 2 * worker_count(client)):
                 computed += 1
                 if on_progress:
                     on_progress("tiles", total - len(jobs) + computed, total)
-        checksum = _finish_kernel(db, store, kernel_id)
+        checksum = _finish_kernel(db, kernel_id, matrix_uri)
         run.results.update(kernel_id=kernel_id, descriptor_set_id=set_id, tiles_computed=computed)
     return KernelSummary(
         kernel_id=kernel_id,
@@ -329,7 +337,7 @@ def build_kernel(
         tiles_total=total,
         tiles_computed=computed,
         run_id=run.id,
-        array_uri=store.uri(f"kernels/{kernel_id}/matrix"),
+        array_uri=matrix_uri,
         checksum=checksum,
     )
 
@@ -349,11 +357,14 @@ def _find_or_create_kernel(
     hyper: dict[str, Any],
     tile: int,
     run_id: int,
-) -> int:
-    """The same kernel already started (to resume or reuse), or a new row and empty arrays."""
+) -> tuple[int, str]:
+    """The same kernel already started (to resume or reuse), or a new row and empty arrays.
+
+    Returns its id and matrix URI; a kernel whose recorded URI cannot be reached is built anew.
+    """
     with db.session() as session:
-        existing = session.scalars(
-            select(KernelMatrix.id)
+        existing = session.execute(
+            select(KernelMatrix.id, KernelMatrix.array_uri)
             .where(
                 KernelMatrix.descriptor_set_id == set_id,
                 KernelMatrix.kernel == KERNEL_KIND,
@@ -364,9 +375,9 @@ def _find_or_create_kernel(
             )
             .order_by(KernelMatrix.id.desc())
         ).first()
-        if existing is not None and store.exists(f"kernels/{existing}/done"):
-            log.info("resuming kernel %d", existing)
-            return existing
+        if existing is not None and uri_exists(done_uri(existing.array_uri)):
+            log.info("resuming kernel %d", existing.id)
+            return existing.id, existing.array_uri
         row = KernelMatrix(
             descriptor_set_id=set_id,
             kernel=KERNEL_KIND,
@@ -383,18 +394,23 @@ def _find_or_create_kernel(
         session.flush()
         kernel_id = row.id
         key = f"kernels/{kernel_id}"
-        row.array_uri = store.uri(f"{key}/matrix")
+        row.array_uri = matrix_uri = store.uri(f"{key}/matrix")
     store.create_array(f"{key}/matrix", (len(rows), len(cols)), (tile, tile), compressed=False)
     grid = (-(-len(rows) // tile), -(-len(cols) // tile))
     store.create_array(f"{key}/done", grid, (1, 1), dtype="uint8")
-    return kernel_id
+    return kernel_id, matrix_uri
+
+
+def done_uri(matrix_uri: str) -> str:
+    """A kernel's tile-progress array, beside the matrix (the URI its row records)."""
+    return f"{matrix_uri.rsplit('/', 1)[0]}/done"
 
 
 def _pending_tiles(
     db: Database,
-    store: ArtifactStore,
     set_id: int,
     kernel_id: int,
+    matrix_uri: str,
     rows: list[int],
     cols: list[int],
     zeta: float,
@@ -402,12 +418,13 @@ def _pending_tiles(
 ) -> list[TileJob]:
     """Tiles not yet marked done, each with the descriptor rows it reads."""
     with db.session() as session:
-        order = session.get_one(DescriptorSet, set_id).structure_ids
+        descriptors = session.get_one(DescriptorSet, set_id)
+        order, descriptor_uri = descriptors.structure_ids, descriptors.array_uri
     position = {sid: i for i, sid in enumerate(order)}
     row_pos = np.array([position[s] for s in rows], dtype=np.int64)
     col_pos = row_pos if cols is rows else np.array([position[s] for s in cols], dtype=np.int64)
     symmetric = cols == rows
-    done = np.asarray(store.open_array(f"kernels/{kernel_id}/done")[:])
+    done = np.asarray(open_array_uri(done_uri(matrix_uri), f"kernel {kernel_id}")[:])
     jobs = []
     for i in range(done.shape[0]):
         for j in range(i if symmetric else 0, done.shape[1]):
@@ -415,9 +432,9 @@ def _pending_tiles(
                 continue
             jobs.append(
                 TileJob(
-                    store_root=store.root_uri,
-                    descriptor_key=f"descriptors/{set_id}",
-                    kernel_key=f"kernels/{kernel_id}",
+                    descriptor_uri=descriptor_uri,
+                    matrix_uri=matrix_uri,
+                    kernel_id=kernel_id,
                     row_tile=i,
                     col_tile=j,
                     rows=row_pos[i * tile : (i + 1) * tile],
@@ -431,22 +448,20 @@ def _pending_tiles(
     return jobs
 
 
-def _finish_kernel(db: Database, store: ArtifactStore, kernel_id: int) -> str:
+def _finish_kernel(db: Database, kernel_id: int, matrix_uri: str) -> str:
     """Check every tile is done, checksum the matrix, mark the row complete."""
-    key = f"kernels/{kernel_id}"
-    done = np.asarray(store.open_array(f"{key}/done")[:])
+    done = np.asarray(open_array_uri(done_uri(matrix_uri), f"kernel {kernel_id}")[:])
     if not done.all():
         raise KernelError(f"kernel {kernel_id}: {int((done == 0).sum())} tiles missing")
-    checksum = matrix_checksum(store, key)
+    checksum = matrix_checksum(open_array_uri(matrix_uri, f"kernel {kernel_id}"))
     with db.session() as session:
         row = session.get_one(KernelMatrix, kernel_id)
         row.checksum, row.status = checksum, "complete"
     return checksum
 
 
-def matrix_checksum(store: ArtifactStore, key: str) -> str:
+def matrix_checksum(matrix: zarr.Array) -> str:
     """sha256 of the matrix's float64 bytes in row order, read a row of tiles at a time."""
-    matrix = store.open_array(f"{key}/matrix")
     digest = hashlib.sha256()
     step = int(matrix.chunks[0])
     for start in range(0, matrix.shape[0], step):

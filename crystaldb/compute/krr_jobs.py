@@ -47,7 +47,7 @@ from crystaldb.compute.models import ModelError, model_row, read_weights, store_
 from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore
+from crystaldb.platform.store import ArtifactStore, open_array_uri
 from crystaldb.schema import DescriptorSet, KernelMatrix, Model
 from crystaldb.schema.runs import track_run
 
@@ -299,8 +299,8 @@ def train_krr(
     assert selection.splits is not None
     labels = release_labels(db, selection)
     problem = _problem(kernel, release, selection, labels, folds)
+    matrix = open_array_uri(kernel.array_uri, f"kernel {kernel_id}")
     store = ArtifactStore(settings.store_location)
-    matrix = store.open_array(f"kernels/{kernel_id}/matrix")
 
     def read(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.asarray(matrix.oindex[rows, cols])
@@ -328,7 +328,7 @@ def train_krr(
             metrics["baseline_median_mae"] = baseline
             curve = problem.learning_curve(read, cv.best, seed)
             metrics["learning_curve"] = [{"train": n, "test_mae": m} for n, m in curve]
-        weights = _weights(db, store, kernel, record, problem.weight_ids, model_fit)
+        weights = _weights(db, kernel, record, problem.weight_ids, model_fit)
         model_name = name or f"krr-{release.replace(':', '-')}-run{run.id}"
         nystrom = _nystrom_record(kernel, problem, model_fit)
         model_id = _store_model(
@@ -372,7 +372,6 @@ def _nystrom_record(
 
 def _weights(
     db: Database,
-    store: ArtifactStore,
     kernel: KernelMatrix,
     record: dict[str, Any],
     train_ids: np.ndarray,
@@ -380,13 +379,14 @@ def _weights(
 ) -> KrrWeights:
     """The dual coefficients and their primal form, summed a batch of structures at a time."""
     with db.session() as session:
-        order = session.get_one(DescriptorSet, kernel.descriptor_set_id).structure_ids
+        descriptors = session.get_one(DescriptorSet, kernel.descriptor_set_id)
+        order, uri = descriptors.structure_ids, descriptors.array_uri
     position = {sid: i for i, sid in enumerate(order)}
     rows = np.array([position[int(s)] for s in train_ids])
     total: dict[tuple[int, int, int], np.ndarray] = {}
-    key = f"descriptors/{kernel.descriptor_set_id}"
+    what = f"kernel {kernel.id} descriptors"
     for start in range(0, len(rows), 1024):
-        part = read_spectra(store, key, rows[start : start + 1024])
+        part = read_spectra(uri, rows[start : start + 1024], what)
         scale = model_fit.alpha[start : start + 1024] / part.norms
         owner = np.repeat(np.arange(part.num_structures), np.diff(part.indptr))
         for b, triple in enumerate(map(tuple, part.keys.tolist())):
@@ -462,4 +462,4 @@ def load_krr(db: Database, settings: Settings, model_id: int) -> tuple[Model, Kr
         raise ModelError(f"--model {model_id} is a {model.architecture} model, not krr")
     if model.hyperparameters.get("zeta", 1.0) != 1.0:
         raise ModelError(f"--model {model_id}: prediction supports zeta = 1 KRR models")
-    return model, KrrWeights.from_bytes(read_weights(settings, model, WEIGHTS_SUFFIX))
+    return model, KrrWeights.from_bytes(read_weights(model))

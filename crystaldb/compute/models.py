@@ -1,8 +1,9 @@
 """Model rows and their weights files: what KRR, graph-network and ensemble jobs share.
 
 A model is stored in two steps, weights first: the file goes to the artifact store under
-`models/NAME.EXT` with its sha256, then the `models` row points at it. Reading checks the
-sha256 again, so a model never predicts with weights other than those it was scored with.
+`models/NAME.EXT` with its sha256, then the `models` row records its URI. Reading opens that
+URI (wherever the store is configured now) and checks the sha256 again, so a model never
+predicts with weights other than those it was scored with.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from sqlalchemy import select
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.provenance import software_versions
-from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore
+from crystaldb.platform.store import ArtifactStore, read_uri
 from crystaldb.schema import Model, Release
+from crystaldb.schema.releases import ReleaseRef
 
 
 class ModelError(CrystaldbError):
@@ -61,9 +62,11 @@ def store_model(
         return model.id, store.uri(key)
 
 
-def read_weights(settings: Settings, model: Model, suffix: str) -> bytes:
-    """A model's weights file, checked against the sha256 on its row."""
-    data = ArtifactStore(settings.store_location).get_bytes(f"models/{model.name}.{suffix}")
+def read_weights(model: Model) -> bytes:
+    """A model's weights file from the URI on its row, checked against its sha256."""
+    if model.weights_uri is None:
+        raise ModelError(f"model {model.id} ({model.name}): no weights file recorded")
+    data = read_uri(model.weights_uri, f"model {model.id} ({model.name}) weights")
     if hashlib.sha256(data).hexdigest() != model.weights_sha256:
         raise ModelError(f"model {model.id}: weights file {model.weights_uri} fails its sha256")
     return data
@@ -78,4 +81,6 @@ def list_models(db: Database) -> list[tuple[Model, str | None]]:
             .order_by(Model.id.desc())
         ).all()
         session.expunge_all()
-    return [(model, f"{name}:{version}" if name else None) for model, name, version in rows]
+    return [
+        (model, str(ReleaseRef(name, version)) if name else None) for model, name, version in rows
+    ]

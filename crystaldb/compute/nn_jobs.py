@@ -266,4 +266,4 @@ def load_nn(db: Database, settings: Settings, model_id: int) -> tuple[Model, NNW
             f"--model {model_id} is a {model.architecture} model, not one of "
             f"{', '.join(ARCHITECTURES)}"
         )
-    return model, NNWeights.from_bytes(read_weights(settings, model, WEIGHTS_SUFFIX))
+    return model, NNWeights.from_bytes(read_weights(model))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from crystaldb.compute.cells import release_labels, select_structures
+from crystaldb.compute.cells import release_labels, release_selection
 from crystaldb.compute.kernel_build import KernelSummary, build_kernel, choose_landmarks
 from crystaldb.compute.krr_jobs import TrainSummary, train_krr
 from crystaldb.compute.soap import SoapHypers
@@ -31,11 +31,18 @@ from crystaldb.ingest.pipeline import IngestSummary, ingest_omdb_gap1
 from crystaldb.platform.database import Database
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings
-from crystaldb.release.create import LabelChoice, create_release, list_releases, select_members
-from crystaldb.schema import IngestReject, Label, Source
-from crystaldb.schema.filters import where as parse_where
+from crystaldb.release.create import (
+    LabelChoice,
+    create_release,
+    list_releases,
+    member_condition,
+    select_members,
+)
+from crystaldb.schema import IngestReject, Label, Release, Source
+from crystaldb.schema.releases import ReleaseRef, check_new_release
 
 LABEL = "band_gap:PBE"  # what `ingest --format omdb-gap1` stores the folder's gaps as
+RELEASE_NAME = "omdb-gap1"
 Step = Callable[[str, Any], None]  # (step, its result): ingest, release, kernel, model
 Progress = Callable[[str, int, int], None]
 
@@ -78,13 +85,13 @@ def reproduce_omdb_gap1(
     landmarks: int | None = None,
     landmark_seed: int = 0,
     folds: int = 10,
-    release_name: str = "omdb-gap1",
+    release_name: str = RELEASE_NAME,
     workers: int | None = None,
     on_progress: Progress | None = None,
     on_step: Step | None = None,
 ) -> Reproduction:
     """Ingest, release (first `train` train, last `test` test), kernel, KRR: one command."""
-    size = check_request(folder, train, test, folds)
+    size = check_request(folder, train, test, folds, release_name)
     step = on_step or (lambda name, result: None)
     ingested = ingest_omdb_gap1(
         db,
@@ -116,8 +123,11 @@ def reproduce_omdb_gap1(
     return Reproduction(ingested, release, reused, kernel, model)
 
 
-def check_request(folder: Path, train: int, test: int, folds: int) -> int:
-    """Refuse a folder or split that cannot run before any work; the folder's size."""
+def check_request(
+    folder: Path, train: int, test: int, folds: int, release_name: str = RELEASE_NAME
+) -> int:
+    """Refuse a folder, split or release name that cannot run before any work; the size."""
+    check_new_release(release_name, "1", "--release-name")
     size = folder_size(folder)
     check_counts(size, train, test, folds, folder)
     return size
@@ -202,49 +212,40 @@ def omdb_release(
 ) -> tuple[str, bool]:
     """An identical release of that name (reused), else the next version: (NAME:VERSION, reused)."""
     splits = ["train"] * train + ["test"] * test
-    versions = [r.version for r in list_releases(db) if r.name == name]
-    for version in reversed(versions):
-        if _same_release(db, f"{name}:{version}", ids, splits, gaps):
-            return f"{name}:{version}", True
-    where = id_filter(ids)
-    _check_members(db, where, ids, gaps, folder)
-    version = str(next(n for n in range(1, len(versions) + 2) if str(n) not in versions))
+    named = [r for r in list_releases(db) if r.name == name]
+    for release in reversed(named):
+        if _same_release(db, release, ids, splits, gaps):
+            return str(ReleaseRef(name, release.version)), True
+    _check_members(db, ids, gaps, folder)
+    versions = {r.version for r in named}
+    version = str(next(n for n in range(1, len(named) + 2) if str(n) not in versions))
     create_release(
         db,
         name,
         version,
-        where=where,
+        ids=ids,
         label=LABEL,
         split=f"ordered:{train},{test}",
         description=f"OMDB-GAP1 folder {folder}: first {train} train, last {test} test",
     )
-    return f"{name}:{version}", False
+    return str(ReleaseRef(name, version)), False
 
 
 def _same_release(
-    db: Database, ref: str, ids: list[int], splits: list[str], gaps: np.ndarray
+    db: Database, release: Release, ids: list[int], splits: list[str], gaps: np.ndarray
 ) -> bool:
     """Same members in the same order, same splits, the same (PBE) gaps."""
-    selection = select_structures(db, release=ref)
+    if release.label_spec != LabelChoice.parse(LABEL).record():
+        return False
+    selection = release_selection(db, release)
     if list(selection.structure_ids) != ids or list(selection.splits or ()) != splits:
         return False
-    labels = release_labels(db, selection)
-    return bool(np.array_equal(labels, gaps)) and _label_choice(db, ref) == LABEL
+    return bool(np.array_equal(release_labels(db, selection), gaps))
 
 
-def _label_choice(db: Database, ref: str) -> str:
-    """A release's frozen label as PROPERTY:FUNCTIONAL."""
-    name, _, version = ref.partition(":")
-    release = next(r for r in list_releases(db) if (r.name, r.version) == (name, version))
-    spec = release.label_spec or {}
-    return f"{spec.get('property')}:{spec.get('functional')}"
-
-
-def _check_members(
-    db: Database, where: str, ids: list[int], gaps: np.ndarray, folder: Path
-) -> None:
+def _check_members(db: Database, ids: list[int], gaps: np.ndarray, folder: Path) -> None:
     """The release `create_release` would make holds the folder in order with its gaps."""
-    candidates = select_members(db, parse_where(where), LabelChoice.parse(LABEL), None)
+    candidates = select_members(db, member_condition(None, ids), LabelChoice.parse(LABEL), None)
     order = [c.structure_id for c in candidates]
     if len(order) != len(ids):
         raise ReproduceError(
@@ -271,19 +272,3 @@ def _check_members(
             f" gap of {frozen[entry]} eV, not the folder's {gaps[entry]} eV; a release freezes"
             " the earliest, so it would not hold the folder's gaps"
         )
-
-
-def id_filter(ids: list[int]) -> str:
-    """A --where filter selecting exactly `ids`, as ranges of consecutive ids (compact)."""
-    ordered = sorted(set(ids))
-    runs: list[tuple[int, int]] = []
-    for sid in ordered:
-        if runs and runs[-1][1] == sid - 1:
-            runs[-1] = (runs[-1][0], sid)
-        else:
-            runs.append((sid, sid))
-    singles = [str(a) for a, b in runs if a == b]
-    parts = [f"(id >= {a} and id <= {b})" for a, b in runs if a != b]
-    if singles:
-        parts.append(f"id in ({', '.join(singles)})")
-    return " or ".join(parts)

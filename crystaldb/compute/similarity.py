@@ -16,7 +16,7 @@ from crystaldb.compute.kernel_build import KernelError
 from crystaldb.compute.kernels import squared_distance
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore
+from crystaldb.platform.store import open_array_uri
 from crystaldb.schema import KernelMatrix
 
 MAX_K = 100
@@ -56,7 +56,7 @@ def similar(
     if not 1 <= k <= MAX_K:
         raise KernelError(f"k: between 1 and {MAX_K} (got {k})")
     kernel = kernel_for(db, structure_id, kernel_id)
-    matrix = ArtifactStore(settings.store_location).open_array(f"kernels/{kernel.id}/matrix")
+    matrix = open_array_uri(kernel.array_uri, f"kernel {kernel.id}")
     row = kernel.row_ids.index(structure_id)
     values = np.asarray(matrix[row, :], dtype=np.float64)
     tile = int(matrix.chunks[0])

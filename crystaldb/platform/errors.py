@@ -19,3 +19,7 @@ class SchemaOutOfDate(CrystaldbError):
 
 class ClusterUnavailable(CrystaldbError):
     """The configured Dask scheduler cannot be reached."""
+
+
+class ArtifactUnavailable(CrystaldbError):
+    """A kernel, descriptor set or model file cannot be read at the URI its row recorded."""

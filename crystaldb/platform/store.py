@@ -1,4 +1,9 @@
-"""The artifact store: Zarr v3 arrays and model weights under one root, local or any fsspec URL."""
+"""The artifact store: Zarr v3 arrays and model weights under one root, local or any fsspec URL.
+
+Artifacts are written through the store under keys and their full URIs go on the database
+rows; readers open those URIs (`open_array_uri`, `read_uri`), never a key rebuilt under the
+store configured now, so moving CRYSTALDB_STORE_URL redirects no existing kernel or model.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import zarr
 from fsspec.implementations.local import LocalFileSystem
 from zarr.storage import FsspecStore, LocalStore
 
-from crystaldb.platform.errors import ConfigError
+from crystaldb.platform.errors import ArtifactUnavailable, ConfigError
+
+_UNREACHABLE = (OSError, ValueError, ImportError)  # missing, unreadable, unknown protocol
 
 
 class ArtifactStore:
@@ -38,12 +45,6 @@ class ArtifactStore:
         """A URI that fsspec (and so every worker) can open."""
         return f"{self.root_uri}/{_check_key(key)}"
 
-    def zarr_store(self, key: str, read_only: bool = False) -> LocalStore | FsspecStore:
-        """The Zarr store behind a key: native local I/O where possible, fsspec otherwise."""
-        if self.is_local:
-            return LocalStore(self.uri(key), read_only=read_only)
-        return FsspecStore.from_url(self.uri(key), read_only=read_only)
-
     def create_array(
         self,
         key: str,
@@ -60,7 +61,7 @@ class ArtifactStore:
         """
         fill = np.nan if np.dtype(dtype).kind == "f" else 0
         return zarr.create_array(
-            store=self.zarr_store(key),
+            store=_zarr_store(self.uri(key)),
             shape=shape,
             chunks=chunks,
             dtype=dtype,
@@ -72,7 +73,7 @@ class ArtifactStore:
 
     def open_array(self, key: str, mode: str = "r") -> zarr.Array:
         """An existing array, read-only unless asked otherwise."""
-        return zarr.open_array(store=self.zarr_store(key, read_only=mode == "r"), mode=mode)
+        return open_array_uri(self.uri(key), f"artifact {key}", mode)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         """Write a blob (model weights) and return its sha256 for the database row."""
@@ -84,8 +85,7 @@ class ArtifactStore:
 
     def get_bytes(self, key: str) -> bytes:
         """Read a blob back."""
-        with self.fs.open(self.uri(key), "rb") as handle:
-            return bytes(handle.read())
+        return read_uri(self.uri(key), f"artifact {key}")
 
     def exists(self, key: str) -> bool:
         """Whether a key holds anything."""
@@ -95,6 +95,49 @@ class ArtifactStore:
         """What `crystaldb status` shows about the store."""
         entries = self.fs.ls(self.root, detail=False) if self.fs.exists(self.root) else []
         return {"url": self.root_uri, "local": self.is_local, "entries": len(entries)}
+
+
+def _zarr_store(uri: str, read_only: bool = False) -> LocalStore | FsspecStore:
+    """The Zarr store at a URI: native local I/O for paths, fsspec for other URLs."""
+    fs, path = fsspec.url_to_fs(uri)
+    if isinstance(fs, LocalFileSystem):
+        return LocalStore(path, read_only=read_only)
+    return FsspecStore.from_url(uri, read_only=read_only)
+
+
+def open_array_uri(uri: str, what: str, mode: str = "r") -> zarr.Array:
+    """The array at a row's stored URI; `what` (e.g. "kernel 3") names it if unreachable."""
+    try:
+        return zarr.open_array(store=_zarr_store(uri, read_only=mode == "r"), mode=mode)
+    except _UNREACHABLE as exc:
+        raise ArtifactUnavailable(_unreachable(what, uri, exc)) from None
+
+
+def read_uri(uri: str, what: str) -> bytes:
+    """The blob at a row's stored URI (model weights); `what` names it if unreachable."""
+    try:
+        with fsspec.open(uri, "rb") as handle:
+            return bytes(handle.read())
+    except _UNREACHABLE as exc:
+        raise ArtifactUnavailable(_unreachable(what, uri, exc)) from None
+
+
+def uri_exists(uri: str) -> bool:
+    """Whether anything is at a stored URI (False where it cannot be reached)."""
+    try:
+        fs, path = fsspec.url_to_fs(uri)
+        return bool(fs.exists(path))
+    except _UNREACHABLE:
+        return False
+
+
+def _unreachable(what: str, uri: str, exc: BaseException) -> str:
+    """The one message for a stored URI that cannot be read, and what to do about it."""
+    return (
+        f"{what}: cannot read {uri} ({exc}); artifacts are read from the URI recorded when"
+        " they were written, so if the store moved (CRYSTALDB_STORE_URL), put its files back"
+        " at that URI"
+    )
 
 
 def _check_key(key: str) -> str:

@@ -11,19 +11,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, true
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Select,
+    any_,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crystaldb.platform.database import Database
-from crystaldb.platform.errors import CrystaldbError
 from crystaldb.release.splits import assign, parse_split
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Source, Structure
 from crystaldb.schema.filters import where as parse_where
+from crystaldb.schema.releases import ReleaseError, ReleaseRef, check_new_release
 from crystaldb.schema.runs import track_run
-
-
-class ReleaseError(CrystaldbError):
-    """A release that cannot be created, found or exported as asked."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,10 @@ class LabelChoice:
             raise ReleaseError(f"--label {text}: expected PROPERTY:FUNCTIONAL, e.g. band_gap:PBE")
         return cls(prop, functional)
 
+    def record(self) -> dict[str, str]:
+        """What the release row keeps as its `label_spec`."""
+        return {"property": self.property, "functional": self.functional}
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -57,25 +69,36 @@ def create_release(
     version: str,
     *,
     where: str | None = None,
+    ids: Sequence[int] | None = None,
     label: str | None = None,
     split: str | None = None,
     description: str | None = None,
 ) -> int:
     """Select, order, split and store a release in one transaction; returns its id.
 
-    Without a split every member is in split `all`.
+    The members are what `where` selects, or the structures `ids` names (for a job that
+    already knows them), or every structure; without a split every member is in split `all`.
     """
+    check_new_release(name, version)
     spec = parse_split(split) if split else None
     choice = LabelChoice.parse(label) if label else None
-    condition = parse_where(where) if where else true()
+    condition = member_condition(where, ids)
     group_field = spec.group_field if spec is not None else None
-    parameters = {"name": name, "version": version, "where": where, "label": label, "split": split}
+    parameters = {
+        "name": name,
+        "version": version,
+        "where": where,
+        "given_ids": None if ids is None else len(ids),
+        "label": label,
+        "split": split,
+    }
     with track_run(db, "release-create", parameters) as run:
         candidates = select_members(db, condition, choice, group_field)
         if not candidates:
             raise ReleaseError(
                 f"release {name} {version}: the selection is empty"
                 + (f" (--where {where})" if where else "")
+                + (f" (the {len(ids)} ids given)" if ids is not None else "")
                 + (f" (only structures with a {label} label)" if label else "")
             )
         if spec is None:
@@ -87,6 +110,15 @@ def create_release(
         )
         run.results.update({"release_id": release_id, "members": len(candidates)})
     return release_id
+
+
+def member_condition(where: str | None, ids: Sequence[int] | None) -> ColumnElement[bool]:
+    """What a release selects: a filter, the structures of an id list, or (neither) all."""
+    if where is not None and ids is not None:
+        raise ReleaseError("a release selects by a filter or by ids, not both")
+    if ids is not None:
+        return Structure.id == any_(cast(list(ids), ARRAY(BigInteger)))
+    return parse_where(where) if where else true()
 
 
 def select_members(
@@ -153,7 +185,7 @@ def _store(
     splits: Sequence[str],
 ) -> int:
     """The release row and its members, all or nothing; a taken name+version is refused."""
-    label_spec = {"property": choice.property, "functional": choice.functional} if choice else {}
+    label_spec = choice.record() if choice else {}
     try:
         with db.session() as session:
             release = Release(
@@ -187,8 +219,13 @@ def _store(
         raise
 
 
-def find_release(db: Database, name: str, version: str | None = None) -> Release:
-    """A release by name and version (the newest version when none is given)."""
+def find_release(
+    db: Database, name: str, version: str | None = None, *, origin: str | None = None
+) -> Release:
+    """The one release lookup: by name and version (the newest version when none is given).
+
+    `origin` (e.g. `--release`) starts the error message, naming the argument at fault.
+    """
     query = select(Release).where(Release.name == name)
     if version is not None:
         query = query.where(Release.version == version)
@@ -197,14 +234,24 @@ def find_release(db: Database, name: str, version: str | None = None) -> Release
             query.order_by(Release.created_at.desc(), Release.id.desc())
         ).first()
         if release is None:
-            known = session.scalars(select(Release.name).distinct().order_by(Release.name)).all()
-            raise ReleaseError(
-                f"no release {name}"
-                + (f" version {version}" if version else "")
-                + (f"; known releases: {', '.join(known)}" if known else "; none exist yet")
-            )
+            prefix = f"{origin}: " if origin else ""
+            raise ReleaseError(f"{prefix}{_not_found(session, ReleaseRef(name, version))}")
         session.expunge(release)
     return release
+
+
+def _not_found(session: Session, ref: ReleaseRef) -> str:
+    """No release `ref`: the versions that name has, else the names there are."""
+    versions = session.scalars(
+        select(Release.version)
+        .where(Release.name == ref.name)
+        .order_by(Release.created_at, Release.id)
+    ).all()
+    if versions:
+        return f"no release {ref}; release {ref.name} has versions {', '.join(versions)}"
+    names = session.scalars(select(Release.name).distinct().order_by(Release.name)).all()
+    known = f"known releases: {', '.join(names)}" if names else "no release exists yet"
+    return f"no release {ref}; none is named {ref.name} ({known})"
 
 
 def member_counts(db: Database, release_id: int) -> dict[str, int]:

@@ -41,7 +41,9 @@ Semantics, where they are not obvious:
 - ``source``, ``release`` and external ids (``cod = ...``) are sets per structure: ``=``
   and ``in`` mean "has one of them", ``!=`` and ``not in`` mean "has none of them". Ids are
   text; ``<``, ``<=``, ``>``, ``>=`` (``cod >= 4000000``) compare the ids that are whole
-  numbers as numbers, and never select by an id with other characters.
+  numbers as numbers, and never select by an id with other characters. A ``release`` is
+  ``"name:version"`` read as everywhere else (`ReleaseRef`: split at the first ``:``, since
+  names hold none), so ``release = "beta:x:1"`` is version ``x:1`` of release ``beta``.
 - ``spacegroup_symbol`` takes a space-group symbol as people write it: with or without
   spaces, ``21`` or ``2_1`` or ``2(1)``, short or full (``P 1 21/c 1``), in any tabulated
   setting (``P 21/n``, ``P 1 1 21/b``, origin ``:2``, axes ``:R``) or as a Hall symbol
@@ -108,7 +110,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.labels import Calculation, Label
-from crystaldb.schema.releases import Release, ReleaseMember
+from crystaldb.schema.releases import Release, ReleaseMember, ReleaseRef
 from crystaldb.schema.spacegroups import number_of_stored, space_group_number, stored_symbol
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS, FLAGS, ExternalId, Structure
 
@@ -453,8 +455,8 @@ def _check_value(spec: FieldSpec, value: Value, op: str = "=") -> Value:
     if spec.name == "crystal_system" and value not in CRYSTAL_SYSTEMS:
         _fail(f"unknown crystal system {_show(value)}", "use one of " + ", ".join(CRYSTAL_SYSTEMS))
     if spec.name == "release":
-        name, colon, version = value.rpartition(":")
-        if not (colon and name and version):
+        ref = ReleaseRef.parse(value)
+        if not ref.name or ref.version is None:
             _fail(f"release {_show(value)}", 'write name:version, e.g. release = "omdb-gap1:1.1"')
     if not value:
         _fail(f"{spec.name} takes a non-empty value")
@@ -1066,11 +1068,11 @@ def _set_sql(spec: FieldSpec, node: Comparison | Membership) -> ColumnElement[bo
 
 def _release_in(releases: Sequence[str]) -> ColumnElement[bool]:
     """(name, version) among the releases: two array parameters (unnest) however many there are."""
-    pairs = [release.rsplit(":", 1) for release in releases]
-    if len(pairs) == 1:
-        return and_(Release.name == pairs[0][0], Release.version == pairs[0][1])
-    names = bindparam(None, [name for name, _ in pairs], type_=ARRAY(Text))
-    versions = bindparam(None, [version for _, version in pairs], type_=ARRAY(Text))
+    refs = [ReleaseRef.parse(release) for release in releases]
+    if len(refs) == 1:
+        return and_(Release.name == refs[0].name, Release.version == refs[0].version)
+    names = bindparam(None, [ref.name for ref in refs], type_=ARRAY(Text))
+    versions = bindparam(None, [ref.version for ref in refs], type_=ARRAY(Text))
     wanted = func.unnest(names, versions).table_valued("name", "version").render_derived()
     return tuple_(Release.name, Release.version).in_(select(wanted.c.name, wanted.c.version))
 

@@ -1,7 +1,13 @@
-"""Releases: named, versioned, immutable datasets with ordered members and their split."""
+"""Releases: named, versioned, immutable datasets with ordered members and their split.
+
+A release is referred to as NAME or NAME:VERSION (NAME alone: its newest version). Names hold
+no ':', versions may, so a reference splits at its first ':' (`beta:x:1` is release beta,
+version x:1) and every release that can be created can be named back.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +23,47 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.base import Base, created_at_column
+
+REF_SEPARATOR = ":"
+
+
+class ReleaseError(CrystaldbError):
+    """A release that cannot be created, found or exported as asked."""
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    """A release as users and filters name it: NAME, or NAME:VERSION."""
+
+    name: str
+    version: str | None = None  # None: the newest version
+
+    @classmethod
+    def parse(cls, text: str) -> ReleaseRef:
+        """Split at the first ':', the one rule for every reference (names hold no ':')."""
+        name, _, version = text.partition(REF_SEPARATOR)
+        return cls(name, version or None)
+
+    def __str__(self) -> str:
+        """NAME:VERSION, or NAME alone for the newest version."""
+        return self.name if self.version is None else f"{self.name}{REF_SEPARATOR}{self.version}"
+
+
+def check_new_release(name: str, version: str, name_argument: str = "NAME") -> None:
+    """Refuse a name or version that a NAME:VERSION reference could not name back."""
+    if not name:
+        raise ReleaseError(f"{name_argument}: a release needs a non-empty name")
+    if REF_SEPARATOR in name:
+        reads_as = ReleaseRef.parse(f"{name}{REF_SEPARATOR}{version}")
+        raise ReleaseError(
+            f"{name_argument} {name!r}: a release name cannot contain {REF_SEPARATOR!r}, since"
+            f" {name}{REF_SEPARATOR}{version} would name release {reads_as.name!r}, version"
+            f" {reads_as.version!r}"
+        )
+    if not version:
+        raise ReleaseError("--version: a release needs a non-empty version")
 
 
 class Release(Base):

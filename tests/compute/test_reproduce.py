@@ -18,18 +18,13 @@ from sqlalchemy import func, select
 from crystaldb.compute import krr
 from crystaldb.compute.cells import load_cells, release_labels, select_structures
 from crystaldb.compute.kernels import average_kernel
-from crystaldb.compute.reproduce import (
-    ReproduceError,
-    check_counts,
-    folder_size,
-    id_filter,
-)
+from crystaldb.compute.reproduce import ReproduceError, check_counts, check_request, folder_size
 from crystaldb.compute.soap import SoapHypers, average_spectra
 from crystaldb.release.create import find_release
 from crystaldb.release.export import export_release
 from crystaldb.release.load import load_release
-from crystaldb.schema import Model, Prediction, Release
-from crystaldb.schema.filters import parse
+from crystaldb.schema import Model, Prediction, Release, Run
+from crystaldb.schema.releases import ReleaseError
 from tests.compute.conftest import LabelledDatabase
 from tests.conftest import DatabaseFactory, run_cli
 
@@ -43,15 +38,6 @@ def omdb_folder(jarvis: LabelledDatabase, folder: Path) -> Path:
     )
     export_release(replace(data, members=members), "omdb-gap1", folder)
     return folder
-
-
-def test_the_id_filter_selects_exactly_the_ids_compactly() -> None:
-    assert (
-        id_filter([7, 5, 6, 9, 12, 13])
-        == "(id >= 5 and id <= 7) or (id >= 12 and id <= 13) or id in (9)"
-    )
-    assert id_filter(list(range(100, 12600))) == "(id >= 100 and id <= 12599)"
-    parse(id_filter([3, 1, 10]))  # the filter language reads it
 
 
 def test_counts_and_folders_that_cannot_run_are_named(tmp_path: Path) -> None:
@@ -68,6 +54,8 @@ def test_counts_and_folders_that_cannot_run_are_named(tmp_path: Path) -> None:
     (tmp_path / "structures.xyz").write_text("")
     with pytest.raises(ReproduceError, match=r"no bandgaps\.csv"):
         folder_size(tmp_path)
+    with pytest.raises(ReleaseError, match=r"^--release-name 'omdb:gap1': a release name cannot"):
+        check_request(tmp_path, 40, 10, 10, "omdb:gap1")  # before the folder is even read
 
 
 @pytest.mark.slow
@@ -108,6 +96,9 @@ def test_reproduce_omdb_gap1_on_a_real_folder(
 
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Release)) == 1
+        release = session.scalars(select(Release)).one()
+        created = session.get_one(Run, release.run_id)
+        assert release.query is None and created.parameters["given_ids"] == 50  # ids, no filter
         exact, nystrom = session.scalars(select(Model).order_by(Model.id)).all()
         assert "nystrom" not in exact.hyperparameters
         assert nystrom.hyperparameters["nystrom"]["landmarks"] == 20

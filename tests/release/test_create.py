@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from crystaldb.compute.cells import select_structures
 from crystaldb.ingest.pipeline import ingest_omdb_gap1, ingest_paths
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.release.create import ReleaseError, create_release, find_release
+from crystaldb.release.create import create_release, find_release
 from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.release.splits import SplitError
@@ -26,7 +27,8 @@ from crystaldb.schema import (
     Source,
     Structure,
 )
-from crystaldb.schema.filters import FilterError
+from crystaldb.schema.filters import FilterError, where
+from crystaldb.schema.releases import ReleaseError
 from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
 from tests.sampledb import add_band_gap
 
@@ -106,8 +108,9 @@ def test_seeded_splits_are_reproducible_and_never_split_a_structure(
     loaded: tuple[Settings, Database], split: str
 ) -> None:
     _, db = loaded
-    first = _members(db, create_release(db, f"s-{split}", "a", split=split))
-    second = _members(db, create_release(db, f"s-{split}", "b", split=split))
+    name = f"s-{split.split(':')[0]}"  # release names hold no ':'
+    first = _members(db, create_release(db, name, "a", split=split))
+    second = _members(db, create_release(db, name, "b", split=split))
     assert first == second
     ids = [sid for sid, _, _ in first]
     assert len(ids) == len(set(ids))  # one structure, one side
@@ -159,6 +162,64 @@ def test_bad_release_arguments_are_clear_errors(
     _, db = loaded
     with pytest.raises(error, match=message):
         create_release(db, "bad", "1", **kwargs)
+
+
+def test_a_reference_reads_the_same_in_filters_and_commands(
+    loaded: tuple[Settings, Database],
+) -> None:
+    _, db = loaded
+    create_release(db, "beta", "x:1", where="cod >= 4000000 and nsites < 120")
+    by_command = select_structures(db, release="beta:x:1")
+    with db.session() as session:
+        query = select(Structure.id).where(where('release = "beta:x:1"'))
+        by_filter = session.scalars(query).all()
+    assert by_command.description.startswith("release beta:x:1 (")
+    assert sorted(by_command.structure_ids) == sorted(by_filter) != []
+    assert find_release(db, "beta", "x:1").id == by_command.release_id
+
+
+def test_a_name_that_a_reference_could_not_name_back_is_refused(
+    loaded: tuple[Settings, Database],
+) -> None:
+    _, db = loaded
+    with pytest.raises(ReleaseError, match=r"^NAME 'beta:y': a release name cannot contain ':'"):
+        create_release(db, "beta:y", "1", where="cod >= 4000000")
+    with pytest.raises(ReleaseError, match=r"^--version: a release needs a non-empty version"):
+        create_release(db, "beta", "", where="cod >= 4000000")
+    with pytest.raises(ReleaseError, match="no release beta:y"):
+        find_release(db, "beta:y")
+
+
+def test_an_unknown_release_is_named_with_the_versions_of_its_name(
+    loaded: tuple[Settings, Database],
+) -> None:
+    _, db = loaded
+    create_release(db, "gamma", "1", where="cod >= 4000000")
+    create_release(db, "gamma", "2:rc", where="cod >= 4000000")
+    with pytest.raises(
+        ReleaseError, match=r"^--release: no release gamma:3; release gamma has versions 1, 2:rc$"
+    ):
+        select_structures(db, release="gamma:3")
+    with pytest.raises(
+        ReleaseError, match=r"^no release delta; none is named delta \(known releases: .*gamma"
+    ):
+        find_release(db, "delta")
+
+
+def test_a_release_takes_its_members_by_id(loaded: tuple[Settings, Database]) -> None:
+    _, db = loaded
+    with db.session() as session:
+        every = session.scalars(select(Structure.id).order_by(Structure.id)).all()
+    chosen = [every[5], every[1], every[9], every[3]]
+    by_id = _members(db, create_release(db, "by-id", "1", ids=chosen, split="ordered:3,1"))
+    listed = f"id in ({', '.join(map(str, chosen))})"
+    by_filter = _members(
+        db, create_release(db, "by-filter", "1", where=listed, split="ordered:3,1")
+    )
+    assert by_id == by_filter and sorted(sid for sid, _, _ in by_id) == sorted(chosen)
+    assert find_release(db, "by-id", "1").query is None
+    with pytest.raises(ReleaseError, match="by a filter or by ids, not both"):
+        create_release(db, "by-id", "2", ids=chosen, where="nsites < 60")
 
 
 def test_diff_lists_added_removed_relabelled_and_moved(loaded: tuple[Settings, Database]) -> None:
@@ -253,7 +314,10 @@ def test_release_commands_end_to_end(databases: DatabaseFactory, tmp_path: Path)
     again = run_cli("release", "export", "omdb", "--out", str(out), env=env)
     assert again.returncode == 2 and "not empty" in again.stderr
     missing = run_cli("release", "export", "nope", "--out", str(tmp_path / "x"), env=env)
-    assert missing.returncode == 2 and "no release nope" in missing.stderr
+    assert missing.returncode == 2 and "NAME: no release nope; none is named nope" in missing.stderr
+    refused = run_cli("release", "create", "omdb:x", "--version", "2", env=env)
+    assert refused.returncode == 2
+    assert "NAME 'omdb:x': a release name cannot contain ':'" in refused.stderr
     diff = run_cli("release", "diff", "omdb:1.0", "omdb:1.0", env=env)
     assert "0 added, 0 removed, 0 relabelled" in diff.stdout
 

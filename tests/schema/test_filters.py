@@ -63,7 +63,7 @@ from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 JARVIS = SHARED_DATA / "jarvis-sample"
-RELEASES = (("alpha", "1.0"), ("alpha", "2.0"), ("beta:x", "1"))  # a name may contain ':'
+RELEASES = (("alpha", "1.0"), ("alpha", "2.0"), ("beta", "x:1"))  # a version may contain ':'
 SECOND_PBE_SHIFT = 3.0  # a second PBE calculation's gap, this much above the first
 
 # --------------------------------------------------------------------------- the data
