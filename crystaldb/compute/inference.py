@@ -38,6 +38,7 @@ from crystaldb.compute.nn_jobs import load_nn
 from crystaldb.compute.predictions import write_predictions
 from crystaldb.platform.cluster import bounded_map, dask_client, worker_count
 from crystaldb.platform.database import Database
+from crystaldb.platform.lru import Lru
 from crystaldb.platform.provenance import software_versions
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import Model, Release, Run
@@ -320,17 +321,13 @@ def _ensemble_row(
         return model.id
 
 
-_PREDICTORS: dict[tuple[int, str], list[Member]] = {}  # (model id, sha256) -> weights
+_PREDICTORS: Lru[tuple[int, str], list[Member]] = Lru(8)  # (model id, sha256) -> weights
 
 
 def _cached_members(db: Database, settings: Settings, model: Model) -> list[Member]:
     """A model's weights read once per process and model version (the API's uploads)."""
     key = (model.id, model.weights_sha256 or str(model.hyperparameters.get("members")))
-    if key not in _PREDICTORS:
-        if len(_PREDICTORS) >= 8:
-            _PREDICTORS.pop(next(iter(_PREDICTORS)))
-        _PREDICTORS[key] = load_members(db, settings, model)
-    return _PREDICTORS[key]
+    return _PREDICTORS.get_or_put(key, lambda: load_members(db, settings, model))
 
 
 def predict_cell(db: Database, settings: Settings, model_id: int, cell: Cell) -> float:

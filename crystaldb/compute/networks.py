@@ -24,6 +24,7 @@ from crystaldb.compute.graph_tensors import GraphBatch, collate
 from crystaldb.compute.graphs import GraphArrays, parse_recipe, quotient_graph
 from crystaldb.compute.mpnn import EdgeMPNN, EdgeMPNNHypers
 from crystaldb.compute.schnet import HyperparameterError, SchNet, SchNetHypers
+from crystaldb.platform.lru import Lru
 
 Hypers = SchNetHypers | CGCNNHypers | EdgeMPNNHypers
 Network = SchNet | CGCNN | EdgeMPNN
@@ -106,17 +107,12 @@ class NNWeights:
         return model.to(device).eval()
 
 
-_MODULES: dict[tuple[str, str], Network] = {}  # per process: (weights key, device) -> module
+_MODULES: Lru[tuple[str, str], Network] = Lru(8)  # per process: (weights key, device) -> module
 
 
 def _cached_module(weights: NNWeights, device: str) -> Network:
     """Build a module once per process and device: workers predict many batches with it."""
-    key = (weights.key, device)
-    if key not in _MODULES:
-        if len(_MODULES) >= 8:
-            _MODULES.pop(next(iter(_MODULES)))
-        _MODULES[key] = weights.module(device)
-    return _MODULES[key]
+    return _MODULES.get_or_put((weights.key, device), lambda: weights.module(device))
 
 
 def forward_ev(model: Network, batch: GraphBatch) -> torch.Tensor:

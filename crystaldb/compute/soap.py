@@ -16,7 +16,7 @@ zeros to a block). It is stored CSR-like: `indptr` gives each structure's run of
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from scipy import sparse
 
 from crystaldb.compute.cells import Cell
 from crystaldb.platform.errors import CrystaldbError
+from crystaldb.platform.lru import Lru
 
 
 class DescriptorError(CrystaldbError):
@@ -113,12 +114,19 @@ def _atoms(cell: Cell) -> Any:
     )
 
 
-@functools.lru_cache(maxsize=4)
+_THREAD = threading.local()  # .calculators: this thread's Lru of featomic calculators
+
+
 def _calculator(hypers: SoapHypers) -> Any:
-    """One featomic calculator per process and setting: building one sets up its splines."""
+    """One featomic calculator per thread and setting: building one sets up its splines, and
+    featomic_calculator_compute takes its calculator mutably (the C API's non-const pointer,
+    called with the GIL released), so the API's threads must never share one."""
     from featomic import SoapPowerSpectrum
 
-    return SoapPowerSpectrum(**hypers.featomic())
+    calculators = getattr(_THREAD, "calculators", None)
+    if calculators is None:
+        calculators = _THREAD.calculators = Lru[SoapHypers, Any](4)
+    return calculators.get_or_put(hypers, lambda: SoapPowerSpectrum(**hypers.featomic()))
 
 
 def atomic_spectra(cells: Sequence[Cell], hypers: SoapHypers) -> Any:

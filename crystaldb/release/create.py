@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crystaldb.platform.database import Database
+from crystaldb.platform.database import Database, copy_connection
 from crystaldb.release.splits import assign, parse_split
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Source, Structure
 from crystaldb.schema.filters import where as parse_where
@@ -199,8 +199,7 @@ def _store(
             )
             session.add(release)
             session.flush()
-            pg = session.connection().connection.driver_connection
-            assert pg is not None
+            pg = copy_connection(session)
             with pg.cursor().copy(
                 "COPY release_members (release_id, position, structure_id, split, label_id)"
                 " FROM STDIN"
