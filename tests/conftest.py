@@ -23,10 +23,15 @@ from crystaldb.platform.database import Database, connect
 from crystaldb.platform.embedded import embedded_url, stop_embedded
 from crystaldb.platform.settings import Settings, load_settings, parse_database_url
 from crystaldb.schema import migrate
+from tests.realdata import REPO, SHARED_DATA, SHARED_MISSING
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 TEST_SERVER_ENV = "CRYSTALDB_TEST_DATABASE_URL"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `shared` read ../shared/data: without it they skip, saying why."""
+    if item.get_closest_marker("shared") is not None and not SHARED_DATA.is_dir():
+        pytest.skip(SHARED_MISSING)
 
 
 def _conninfo(url: URL) -> str:

@@ -35,7 +35,7 @@ from crystaldb.schema import (
 from crystaldb.schema.tokens import create_token
 from tests.api.derived import add_graphs, add_models
 from tests.conftest import DatabaseFactory
-from tests.ingest.realdata import SAMPLE
+from tests.realdata import SAMPLE
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
 
 RELEASE = ("api-test", "1.0")

@@ -17,7 +17,7 @@ from crystaldb.ingest.pipeline import ingest_paths
 from crystaldb.schema import IngestReject
 from tests.api.conftest import Api
 from tests.conftest import DatabaseFactory
-from tests.ingest.realdata import SAMPLE
+from tests.realdata import SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING")]
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.realdata import SAMPLE, SHARED_DATA
+from tests.realdata import SAMPLE, SHARED_DATA, SHARED_MISSING
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data folder (../shared/data); tests that need it skip without it."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not available")
+        pytest.skip(SHARED_MISSING)
     return SHARED_DATA
 
 

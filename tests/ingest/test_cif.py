@@ -14,7 +14,7 @@ from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from crystaldb.ingest import ParsedStructure, Rejection, parse_cif_text, parse_file, validate
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

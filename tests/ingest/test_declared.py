@@ -18,7 +18,7 @@ from crystaldb.ingest.composition import formula_sum_differs
 from crystaldb.ingest.declared import DeclaredSymmetry, symops_contradict_symbol
 from crystaldb.ingest.process import parse_file, process_file
 from crystaldb.ingest.records import ParsedStructure, StructureRecord
-from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
+from tests.realdata import SAMPLE, SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

@@ -10,7 +10,7 @@ import pytest
 
 from crystaldb.ingest import Payload, Rejection, parse_file, process, process_payload
 from crystaldb.ingest.files import DEFAULT_MAX_FILE_BYTES
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

@@ -16,7 +16,7 @@ from pymatgen.core import Structure
 from pymatgen.io.vasp import Poscar
 
 from crystaldb.ingest import ParsedStructure, Rejection, StructureRecord, parse_file, process_file
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

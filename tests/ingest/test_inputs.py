@@ -19,7 +19,7 @@ from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import Run, Structure
 from tests.conftest import DatabaseFactory, run_cli
-from tests.ingest.realdata import SAMPLE
+from tests.realdata import SAMPLE
 
 COD = SAMPLE / "cod"
 CIFS = ["1000002.cif", "2000583.cif", "2103766.cif"]  # small, all stored

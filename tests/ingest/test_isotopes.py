@@ -29,7 +29,7 @@ from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import Source, Structure
 from tests.conftest import DatabaseFactory
-from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
+from tests.realdata import SAMPLE, SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

@@ -18,7 +18,7 @@ from crystaldb.ingest import (
     process_omdb_gap1,
     read_omdb_gap1,
 )
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

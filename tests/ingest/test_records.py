@@ -16,7 +16,7 @@ from crystaldb.ingest import (
     parse_file,
     process_file,
 )
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

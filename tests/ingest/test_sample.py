@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crystaldb.ingest import Rejection, StructureRecord, process_file
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

@@ -27,7 +27,7 @@ from crystaldb.ingest import (
     validate,
 )
 from crystaldb.schema.structures import FLAGS
-from tests.ingest.realdata import SPGLIB_WARNING, run_python
+from tests.realdata import SPGLIB_WARNING, run_python
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 

@@ -57,7 +57,7 @@ from crystaldb.schema.filters import (
 from crystaldb.schema.spacegroups import stored_symbol
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS, FLAGS
 from tests.conftest import SHARED_DATA, DatabaseFactory
-from tests.ingest.realdata import SAMPLE, SPGLIB_WARNING
+from tests.realdata import SAMPLE, SPGLIB_WARNING
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)

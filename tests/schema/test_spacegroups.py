@@ -13,7 +13,7 @@ from crystaldb.schema.spacegroups import (
     stored_symbol,
     stored_symbols,
 )
-from tests.ingest.realdata import SPGLIB_WARNING
+from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
