@@ -23,7 +23,7 @@ from crystaldb.platform.database import Database, connect
 from crystaldb.platform.embedded import embedded_url, stop_embedded
 from crystaldb.platform.settings import Settings, load_settings, parse_database_url
 from crystaldb.schema import migrate
-from tests.realdata import REPO, SHARED_DATA, SHARED_MISSING  # noqa: F401  (REPO: old importers)
+from tests.realdata import SHARED_DATA, SHARED_MISSING
 
 TEST_SERVER_ENV = "CRYSTALDB_TEST_DATABASE_URL"
 

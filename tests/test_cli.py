@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from sqlalchemy.engine import URL
 
 from crystaldb.cli import app
 from crystaldb.schema.migrate import MIGRATIONS
-from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
+from tests.conftest import DatabaseFactory, run_cli
+from tests.realdata import SAMPLE
 
 
 def _url(url: URL) -> str:
@@ -192,12 +194,14 @@ def test_ingest_command_reports_what_became_of_every_input(
 ) -> None:
     env = _fresh_env(databases, tmp_path)
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    folder = SHARED_DATA / "cif-malformed"
+    folder = tmp_path / "malformed"  # the sample's malformed CIFs, with a note beside them
+    shutil.copytree(SAMPLE / "malformed", folder)
+    (folder / "descriptions.tsv").write_text("empty-file.cif\t1\n")
     result = run_cli("ingest", str(folder), "--workers", "1", env=env)
     assert result.returncode == 0, result.stderr
     cifs = len(list(folder.glob("*.cif")))
     assert f"{cifs} inputs" in result.stdout
-    assert "other files in the folders ignored" in result.stdout  # descriptions.tsv
+    assert "1 other files in the folders ignored" in result.stdout  # descriptions.tsv
     assert "parse_error" in result.stdout
 
 
@@ -223,7 +227,7 @@ def test_ingest_refuses_to_run_on_an_unmigrated_database(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
     env = _fresh_env(databases, tmp_path)
-    result = run_cli("ingest", str(SHARED_DATA / "cod" / "1000002.cif"), env=env)
+    result = run_cli("ingest", str(SAMPLE / "cod" / "1000002.cif"), env=env)
     assert result.returncode == 2
     assert "run `crystaldb db upgrade`" in result.stderr
 

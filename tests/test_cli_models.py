@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from crystaldb.platform.database import connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.schema import Label, Prediction
-from tests.conftest import SHARED_DATA, DatabaseFactory, run_cli
+from tests.conftest import DatabaseFactory, run_cli
+from tests.realdata import SAMPLE
 
-JARVIS = SHARED_DATA / "jarvis-sample"
+JARVIS = SAMPLE / "jarvis"
 
 
 def test_labels_kernel_train_predict(databases: DatabaseFactory, tmp_path: Path) -> None:

@@ -19,7 +19,13 @@ from crystaldb.api.app import create_app
 from crystaldb.api.documents import AST_BYTES_PER_CHARACTER, DocumentCache
 from crystaldb.api.errors import MASKED_MESSAGE
 from crystaldb.api.inputs import MAX_INPUT_DEPTH, MAX_LIST_ITEMS
-from crystaldb.api.limits import MAX_ALIASES, MAX_SELECTIONS, MAX_TOKENS, estimate_cost
+from crystaldb.api.limits import (
+    MAX_ALIASES,
+    MAX_NESTING,
+    MAX_SELECTIONS,
+    MAX_TOKENS,
+    estimate_cost,
+)
 from crystaldb.api.pagination import encode_cursor
 from crystaldb.api.schema import StructureSort, schema
 from tests.api.conftest import Api, serving
@@ -149,11 +155,20 @@ def test_wide_selection_sets_and_long_texts_are_refused(api: Api) -> None:
 
 @pytest.mark.parametrize("levels", [MAX_INPUT_DEPTH + 1, 70, 3000])
 def test_deeply_nested_input_is_refused_plainly(api: Api, levels: int) -> None:
-    """not: {not: ...} as deep as the text allows: never a RecursionError or masked error."""
+    """not: {not: ...} as deep as the text allows: never a RecursionError or masked error.
+
+    Up to MAX_NESTING open brackets the document parses and the input's depth is refused;
+    beyond, the text is refused before graphql-core's recursive parser sees it."""
     literal = "{not: " * levels + '{reducedFormula: "C"}' + "}" * levels
     body = api.post(f"{{ structures(filter: {literal}) {{ totalCount }} }}")
     (error,) = _errors(body)
-    assert error["extensions"]["code"] in ("QUERY_TOO_DEEP", "BAD_USER_INPUT")
+    brackets = 1 + 1 + levels + 1  # the document's {, structures(, the nots, reducedFormula's
+    if brackets > MAX_NESTING:
+        assert error["extensions"] == {"code": "QUERY_TOO_DEEP", "maxNesting": MAX_NESTING}
+        assert f"nests brackets more than {MAX_NESTING} deep" in error["message"]
+    else:
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert f"nested deeper than {MAX_INPUT_DEPTH} levels" in error["message"]
     variable: Any = {"reducedFormula": "C"}
     for _ in range(min(levels, 400)):
         variable = {"not": variable}

@@ -22,9 +22,8 @@ from crystaldb.schema import Prediction, Structure
 from crystaldb.schema.tokens import create_token
 from tests.api.conftest import serving
 from tests.compute.conftest import LabelledDatabase, jarvis  # noqa: F401  (the fixture)
-from tests.conftest import REPO
+from tests.realdata import SAMPLE
 
-SAMPLE = REPO / "crystaldb" / "data" / "sample"
 CIF = SAMPLE / "cod" / "1000039.cif"  # Ca3Al2O6
 MUTATION = """
 mutation($cif: String!, $store: Boolean!) {
@@ -167,16 +166,18 @@ def test_similar_reads_the_stored_kernel(jarvis: LabelledDatabase, served) -> No
     matrix = ArtifactStore(jarvis.settings.store_location).open_array(f"kernels/{kernel_id}/matrix")
     full = np.asarray(matrix[:])
     target = ids[3]
-    d2 = np.diag(full)[3] + np.diag(full) - 2 * full[3]
+    d2 = np.maximum(np.diag(full)[3] + np.diag(full) - 2 * full[3], 0.0)
     d2[3] = np.inf
-    expected = [ids[i] for i in np.argsort(d2, kind="stable")[:4]]
+    nearest = np.argsort(d2, kind="stable")[:4]
     response = httpx.post(
         f"{url}/graphql", json={"query": SIMILAR, "variables": {"id": str(target), "k": 4}}
     ).json()
     found = response["data"]["similar"]
-    assert [int(n["structure"]["id"]) for n in found] == expected
+    assert [int(n["structure"]["id"]) for n in found] == [ids[i] for i in nearest]
+    assert [n["kernel"] for n in found] == pytest.approx(full[3, nearest].tolist(), abs=1e-12)
     distances = [n["distance"] for n in found]
-    assert distances == sorted(distances) and all(0 <= d <= 2**0.5 + 1e-9 for d in distances)
+    assert distances == sorted(distances)
+    assert distances == pytest.approx(np.sqrt(d2[nearest]).tolist(), abs=1e-12)
     missing = httpx.post(
         f"{url}/graphql", json={"query": SIMILAR, "variables": {"id": "987654", "k": 4}}
     ).json()
@@ -210,9 +211,12 @@ def test_a_file_upload_predicts_as_the_text_does(served) -> None:
         as_text["reducedFormula"],
         as_text["nsites"],
     )
-    poscar = next((REPO / "crystaldb" / "data" / "sample" / "jarvis").glob("*POSCAR*"))
+    poscar = next((SAMPLE / "jarvis").glob("*POSCAR*"))
     by_name = _upload(url, token, poscar.name, poscar.read_bytes())  # its name picks the reader
     assert "errors" not in by_name, by_name
+    (record,) = [r for r in process_file(poscar) if isinstance(r, StructureRecord)]
+    read = by_name["data"]["predictBandGap"]
+    assert (read["reducedFormula"], read["nsites"]) == (record.reduced_formula, record.nsites)
     binary = _upload(url, token, "junk.cif", b"\x00\x01\x02 not a crystal")
     assert binary["errors"][0]["message"].startswith("file: cannot be used")
     neither = httpx.post(

@@ -1,8 +1,9 @@
 """A database of real labelled structures for the compute tests: the JARVIS-DFT sample.
 
-The 50 labelled POSCARs of ../shared/data/jarvis-sample carry real OptB88vdW band gaps; they
-are loaded once per session with the real writer and frozen as release `jarvis` (first 40
-train, last 10 test, in id_prop.csv order), with an artifact store of their own.
+The 50 labelled POSCARs of the package's sample (crystaldb/data/sample/jarvis: the same files
+as ../shared/data/jarvis-sample) carry real OptB88vdW band gaps; they are loaded once per
+session with the real writer and frozen as release `jarvis` (first 40 train, last 10 test, in
+id_prop.csv order), with an artifact store of their own.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from crystaldb.ingest.records import StructureRecord
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.release.create import create_release
-from tests.conftest import SHARED_DATA, DatabaseFactory
+from tests.conftest import DatabaseFactory
+from tests.realdata import SAMPLE
 from tests.sampledb import open_batch
 
-JARVIS = SHARED_DATA / "jarvis-sample"
+JARVIS = SAMPLE / "jarvis"
 OPTB88 = LabelSpec("optb88vdw_gap", "band_gap", "eV", "OptB88vdW", "VASP")
 
 

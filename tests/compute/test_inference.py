@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sqlalchemy import select
 
 from crystaldb.compute.cells import load_cells, select_structures
@@ -45,13 +46,15 @@ def test_tasks_go_only_to_the_workers_that_declare_a_gpu(
         run = session.get_one(Run, run_id)
         assert run.parameters["gpu_workers"] == 1
         assert run.parameters["workers"] == ["gpu-worker"]
-        # this machine's torch has no CUDA: the worker says so, and the run records it
-        assert run.parameters["devices"] == ["cpu"] and run.device == "cpu"
+        # the device the worker used, which is the one its torch offers (same environment)
+        used = "cuda" if torch.cuda.is_available() else "cpu"
+        assert run.parameters["devices"] == [used] and run.device == used
         stored = dict(
             session.execute(
                 select(Prediction.structure_id, Prediction.value).where(Prediction.run_id == run_id)
             ).all()
         )
     _, weights = load_nn(jarvis.db, jarvis.settings, trained.model_id)
-    expected = predict_graphs(load_cells(jarvis.db, list(selection.structure_ids)), None, weights)
+    cells = load_cells(jarvis.db, list(selection.structure_ids))
+    expected = predict_graphs(cells, None, weights, used)
     np.testing.assert_allclose([stored[s] for s in selection.structure_ids], expected, atol=1e-6)

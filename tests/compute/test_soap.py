@@ -9,16 +9,15 @@ import pytest
 from crystaldb.compute.cells import Cell
 from crystaldb.compute.kernels import average_kernel, squared_distance
 from crystaldb.compute.soap import DescriptorError, SoapHypers, atomic_spectra, average_spectra
-from tests.conftest import SHARED_DATA
+from tests.realdata import MOLECULAR_XYZ
 
-CRYSTALS = SHARED_DATA / "molecular-crystals" / "molecular_crystals.xyz"
 HYPERS = SoapHypers(cutoff=4.0, n_max=4, l_max=3)
 
 
 @pytest.fixture(scope="module")
 def cells() -> list[Cell]:
     """Five real molecular crystals (C, H, N, O; 76 to 188 atoms) from featomic's benchmarks."""
-    frames = ase.io.read(CRYSTALS, index=":5")
+    frames = ase.io.read(MOLECULAR_XYZ, index=":5")
     return [
         Cell(i, np.array(a.cell), a.get_scaled_positions(), a.numbers) for i, a in enumerate(frames)
     ]

@@ -14,13 +14,21 @@ from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from crystaldb.ingest import ParsedStructure, Rejection, parse_cif_text, parse_file, validate
-from tests.realdata import SPGLIB_WARNING
+from tests.realdata import SAMPLE, SHARED_DATA, SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
+SAMPLE_COD, SHARED_COD = SAMPLE / "cod", SHARED_DATA / "cod"
 # Ordered COD structures (every occupancy 1, no dummy atoms) from small to large cells,
-# with and without symmetry beyond P1, inorganic and organic.
-ORDERED = ["1000054", "2010577", "9008901", "2000583", "2000642", "2240656", "1100709"]
+# with and without symmetry beyond P1, inorganic and organic; 2002248 and 2240656 are cubic
+# (Fd-3m), the latter only in the shared corpus.
+ORDERED = [
+    *(SAMPLE_COD / f"{cod_id}.cif" for cod_id in ("1000054", "2010577", "9008901", "2000583")),
+    *(SAMPLE_COD / f"{cod_id}.cif" for cod_id in ("2000642", "2002248", "1100709")),
+    pytest.param(SHARED_COD / "2240656.cif", marks=pytest.mark.shared),
+]
+# The malformed CIFs the sample holds are 8 of the 21 of the shared corpus.
+SAMPLE_MALFORMED, SHARED_MALFORMED = SAMPLE / "malformed", SHARED_DATA / "cif-malformed"
 
 
 def parse_one(path: Path, engine: str = "auto") -> ParsedStructure:
@@ -39,41 +47,49 @@ def pymatgen_structure(path: Path) -> Structure:
         return CifParser(path).parse_structures(primitive=False)[0]
 
 
-def test_every_utf8_cod_file_gives_an_outcome_and_most_parse(cod: Path) -> None:
-    """All 229 files: each entry is parsed or refused with a message naming the file."""
-    counts: Counter[str] = Counter()
-    for path in sorted(cod.glob("*.cif")):
-        for result in parse_file(path):
-            assert str(path) in result.path
-            if isinstance(result, Rejection):
-                assert str(path) in result.message
-                counts[result.reason] += 1
-            else:
-                assert result.nsites > 0
-                assert result.lattice.shape == (3, 3)
-                counts["parsed"] += 1
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(SAMPLE_COD, id="sample"),
+        pytest.param(SHARED_COD, id="shared", marks=pytest.mark.shared),
+    ],
+)
+def test_every_utf8_cod_file_gives_an_outcome_and_most_parse(folder: Path) -> None:
+    """Every file (215 in the sample, 229 shared): one entry, parsed or refused naming it."""
+    paths = sorted(folder.glob("*.cif"))
+    refused: dict[str, str] = {}
+    for path in paths:
+        (result,) = parse_file(path)  # every one of these files holds one data block
+        assert str(path) in result.path
+        if isinstance(result, Rejection):
+            assert str(path) in result.message
+            refused[path.stem] = result.reason
+        else:
+            assert result.nsites > 0
+            assert result.lattice.shape == (3, 3)
     # Two files are not UTF-8 and one has no element for any site; the rest parse.
-    assert counts["parsed"] >= 220, counts
-    assert set(counts) <= {"parsed", "not_utf8", "unknown_element"}, counts
+    assert refused == {
+        "9003354": "not_utf8",
+        "9005728": "not_utf8",
+        "2006199": "unknown_element",
+    }
 
 
-@pytest.mark.parametrize("cod_id", ORDERED)
-def test_gemmi_matches_pymatgen_on_ordered_files(cod: Path, cod_id: str) -> None:
+@pytest.mark.parametrize("path", ORDERED, ids=lambda p: p.stem)
+def test_gemmi_matches_pymatgen_on_ordered_files(path: Path) -> None:
     """Site count, composition and cell of our gemmi expansion agree with pymatgen's reader."""
-    path = cod / f"{cod_id}.cif"
     ours = parse_one(path)
     theirs = pymatgen_structure(path)
     assert ours.flags == ()
     assert ours.nsites == len(theirs)
     assert Counter(ours.numbers.tolist()) == Counter(site.specie.Z for site in theirs)
     assert abs(np.linalg.det(ours.lattice)) == pytest.approx(theirs.volume, rel=1e-6)
-    assert ours.external_ids == {"cod": cod_id}
+    assert ours.external_ids == {"cod": path.stem}
 
 
-@pytest.mark.parametrize("cod_id", ORDERED)
-def test_gemmi_and_pymatgen_engines_give_the_same_record(cod: Path, cod_id: str) -> None:
+@pytest.mark.parametrize("path", ORDERED, ids=lambda p: p.stem)
+def test_gemmi_and_pymatgen_engines_give_the_same_record(path: Path) -> None:
     """Forcing the pymatgen engine yields the same composition, site count and fingerprint."""
-    path = cod / f"{cod_id}.cif"
     fast = validate(parse_one(path, "gemmi"))
     slow = validate(parse_one(path, "pymatgen"))
     assert not isinstance(fast, Rejection), fast
@@ -201,38 +217,63 @@ def _reduced(parsed: ParsedStructure) -> str:
     return composition(parsed.numbers).reduced_formula
 
 
-def test_database_names_the_file_stem(shared_data: Path) -> None:
-    path = next(iter(sorted((shared_data / "cofs" / "cifs").glob("*.cif"))))
+def test_database_names_the_file_stem(sample: Path) -> None:
+    path = next(iter(sorted((sample / "cofs").glob("*.cif"))))
     (parsed,) = parse_file(path, database="curated-cofs")
     assert parsed.external_ids == {"curated-cofs": path.stem}  # type: ignore[union-attr]
 
 
-def malformed_cases(shared_data_dir: Path) -> list[tuple[str, bool]]:
-    """(file, is valid CIF) from the suite's descriptions.tsv."""
-    rows = (shared_data_dir / "cif-malformed" / "descriptions.tsv").read_text().splitlines()
+def malformed_cases() -> list[tuple[str, bool]]:
+    """(file, is valid CIF) from the suite's descriptions.tsv (in the shared corpus)."""
+    rows = (SHARED_MALFORMED / "descriptions.tsv").read_text().splitlines()
     data = [r for r in rows if r and not r.startswith("#")]
     return [(name, flag == "1") for name, flag in csv.reader(data, delimiter="\t")]
 
 
-def test_every_malformed_file_is_refused_with_a_clear_reason(shared_data: Path) -> None:
+def assert_refused_clearly(path: Path, valid: bool) -> None:
     """Invalid CIFs are parse/encoding errors; valid-but-empty CIFs are refused for no atoms."""
-    cases = malformed_cases(shared_data)
+    results = parse_file(path)
+    assert results, path
+    for result in results:
+        assert isinstance(result, Rejection), (path, result)
+        assert str(path) in result.message, result.message
+        if valid:
+            assert result.reason == "no_atoms", (path, result)
+        else:
+            assert result.reason in {"parse_error", "binary", "not_utf8", "no_atoms"}, result
+
+
+# The sample's 8, with the is_CIF_conforming column of the suite's descriptions.tsv.
+SAMPLE_MALFORMED_VALID = {
+    "dos-ctrl-z.cif": False,
+    "empty-datablock.cif": True,
+    "empty-file.cif": True,
+    "loop-without-values.cif": False,
+    "missing-closing-quote.cif": False,
+    "non-ascii.cif": False,
+    "null-symbol.cif": False,
+    "wrong-number-of-loop-values.cif": False,
+}
+
+
+def test_every_malformed_file_of_the_sample_is_refused_with_a_clear_reason() -> None:
+    assert sorted(p.name for p in SAMPLE_MALFORMED.iterdir()) == sorted(SAMPLE_MALFORMED_VALID)
+    for name, valid in SAMPLE_MALFORMED_VALID.items():
+        assert_refused_clearly(SAMPLE_MALFORMED / name, valid)
+
+
+@pytest.mark.shared
+def test_every_malformed_file_is_refused_with_a_clear_reason() -> None:
+    """All 21 files of the suite, as its descriptions.tsv classifies them."""
+    cases = malformed_cases()
     assert len(cases) == 21
+    assert {n: v for n, v in cases if n in SAMPLE_MALFORMED_VALID} == SAMPLE_MALFORMED_VALID
     for name, valid in cases:
-        path = shared_data / "cif-malformed" / name
-        results = parse_file(path)
-        assert results, name
-        for result in results:
-            assert isinstance(result, Rejection), (name, result)
-            assert str(path) in result.message, result.message
-            if valid:
-                assert result.reason == "no_atoms", (name, result)
-            else:
-                assert result.reason in {"parse_error", "binary", "not_utf8", "no_atoms"}, result
+        assert_refused_clearly(SHARED_MALFORMED / name, valid)
 
 
-def test_invalid_cifs_that_gemmi_rejects_keep_its_line_number(shared_data: Path) -> None:
-    path = shared_data / "cif-malformed" / "missing-closing-quote.cif"
+def test_invalid_cifs_that_gemmi_rejects_keep_its_line_number() -> None:
+    path = SAMPLE_MALFORMED / "missing-closing-quote.cif"
     (rejection,) = parse_file(path)
     assert isinstance(rejection, Rejection)
     assert rejection.message.startswith(f"{path}:2:")

@@ -16,21 +16,21 @@ from pymatgen.core import Structure
 from pymatgen.io.vasp import Poscar
 
 from crystaldb.ingest import ParsedStructure, Rejection, StructureRecord, parse_file, process_file
-from tests.realdata import SPGLIB_WARNING
+from tests.realdata import MOLECULAR_XYZ, SAMPLE, SHARED_DATA, SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
+JARVIS = SAMPLE / "jarvis"
+
 
 @pytest.fixture(scope="module")
-def frames(shared_data: Path) -> list[Atoms]:
+def frames() -> list[Atoms]:
     """The 20 molecular crystals, as ASE reads them."""
-    path = shared_data / "molecular-crystals" / "molecular_crystals.xyz"
-    return ase.io.read(path, index=":")  # type: ignore[return-value]
+    return ase.io.read(MOLECULAR_XYZ, index=":")  # type: ignore[return-value]
 
 
-def test_extxyz_every_frame_is_an_entry(shared_data: Path, frames: list[Atoms]) -> None:
-    path = shared_data / "molecular-crystals" / "molecular_crystals.xyz"
-    results = parse_file(path)
+def test_extxyz_every_frame_is_an_entry(frames: list[Atoms]) -> None:
+    results = parse_file(MOLECULAR_XYZ)
     assert [r.entry for r in results] == list(range(len(frames)))
     for result, atoms in zip(results, frames, strict=True):
         assert isinstance(result, ParsedStructure), result
@@ -69,10 +69,10 @@ def test_xyz_without_a_cell_is_not_periodic(frames: list[Atoms], tmp_path: Path)
     assert str(path) in rejection.message
 
 
-def test_poscar_files_match_pymatgen(shared_data: Path) -> None:
-    """All JARVIS POSCARs: composition as pymatgen reads it, JARVIS id from the name."""
-    paths = sorted((shared_data / "jarvis-sample").glob("*.vasp"))
-    assert len(paths) > 50
+def test_poscar_files_match_pymatgen() -> None:
+    """All 70 JARVIS POSCARs: composition as pymatgen reads it, JARVIS id from the name."""
+    paths = sorted(JARVIS.glob("*.vasp"))
+    assert len(paths) == 70
     for path in paths:
         (parsed,) = parse_file(path)
         assert isinstance(parsed, ParsedStructure), parsed
@@ -84,24 +84,24 @@ def test_poscar_files_match_pymatgen(shared_data: Path) -> None:
         assert parsed.external_ids == {"jarvis": path.stem.removeprefix("POSCAR-")}
 
 
-def test_poscar_records(shared_data: Path) -> None:
-    for path in sorted((shared_data / "jarvis-sample").glob("*.vasp"))[:10]:
+def test_poscar_records() -> None:
+    for path in sorted(JARVIS.glob("*.vasp"))[:10]:
         (record,) = process_file(path)
         assert isinstance(record, StructureRecord), record
         assert record.spacegroup_number is not None
 
 
-def test_contcar_name_is_recognised(shared_data: Path, tmp_path: Path) -> None:
-    source = next(iter(sorted((shared_data / "jarvis-sample").glob("*.vasp"))))
+def test_contcar_name_is_recognised(tmp_path: Path) -> None:
+    source = next(iter(sorted(JARVIS.glob("*.vasp"))))
     path = tmp_path / "CONTCAR"
     path.write_bytes(source.read_bytes())
     (parsed,) = parse_file(path)
     assert isinstance(parsed, ParsedStructure)
 
 
-def test_pymatgen_json(shared_data: Path, tmp_path: Path) -> None:
+def test_pymatgen_json(tmp_path: Path) -> None:
     """Structure.as_dict() of real POSCARs, one per file and a list of two."""
-    paths = sorted((shared_data / "jarvis-sample").glob("*.vasp"))[:2]
+    paths = sorted(JARVIS.glob("*.vasp"))[:2]
     structures = [Structure.from_file(p) for p in paths]
     single = tmp_path / "one.json"
     single.write_text(json.dumps(structures[0].as_dict()))
@@ -135,19 +135,33 @@ def test_unusable_json_is_a_parse_error(tmp_path: Path, content: str) -> None:
     assert str(path) in rejection.message
 
 
-def test_read_file_never_raises_on_any_shared_file(shared_data: Path) -> None:
-    """Every file of the shared data folder (licences, CSVs and all) gives outcomes."""
-    for path in sorted(p for p in shared_data.rglob("*") if p.is_file()):
-        if path.parent.name == "cifs" and path.suffix == ".cif":
-            continue  # the 984 COFs are covered by the benchmark; a sample is read below
+def assert_every_file_gives_outcomes(paths: list[Path]) -> None:
+    for path in paths:
         results = parse_file(path)
         assert results, path
         for result in results:
             assert isinstance(result, ParsedStructure | Rejection)
 
 
-def test_read_file_on_cofs(shared_data: Path) -> None:
-    for path in sorted((shared_data / "cofs" / "cifs").glob("*.cif"))[:50]:
+def test_read_file_never_raises_on_any_sample_file() -> None:
+    """Every file of the package's sample (README, licences, CSV and all) gives outcomes."""
+    assert_every_file_gives_outcomes(sorted(p for p in SAMPLE.rglob("*") if p.is_file()))
+
+
+@pytest.mark.shared
+def test_read_file_never_raises_on_any_shared_file() -> None:
+    """Every file of the shared data folder (licences, CSVs and all) gives outcomes."""
+    paths = sorted(p for p in SHARED_DATA.rglob("*") if p.is_file())
+    # the 984 COFs are covered by the benchmark; the sample's 40 are read below
+    assert_every_file_gives_outcomes(
+        [p for p in paths if not (p.parent.name == "cifs" and p.suffix == ".cif")]
+    )
+
+
+def test_read_file_on_cofs() -> None:
+    paths = sorted((SAMPLE / "cofs").glob("*.cif"))
+    assert len(paths) == 40
+    for path in paths:
         (parsed,) = parse_file(path)
         assert isinstance(parsed, ParsedStructure), parsed
 

@@ -7,13 +7,11 @@ from pathlib import Path
 import pytest
 
 from crystaldb.ingest.labels import LabelTableError, file_key, read_label_table
-from tests.conftest import SHARED_DATA
+from tests.realdata import SAMPLE
 
 
 def test_reads_the_real_jarvis_table() -> None:
-    table = read_label_table(
-        SHARED_DATA / "jarvis-sample" / "id_prop.csv", "band_gap:OptB88vdW", code="VASP"
-    )
+    table = read_label_table(SAMPLE / "jarvis" / "id_prop.csv", "band_gap:OptB88vdW", code="VASP")
     assert len(table.values) == 50
     assert table.values["POSCAR-JVASP-98225.vasp"] == pytest.approx(0.472)
     assert (table.spec.property, table.spec.functional, table.spec.code) == (

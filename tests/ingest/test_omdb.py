@@ -18,23 +18,22 @@ from crystaldb.ingest import (
     process_omdb_gap1,
     read_omdb_gap1,
 )
-from tests.realdata import SPGLIB_WARNING
+from tests.realdata import MOLECULAR_XYZ, SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 @pytest.fixture
-def layout(shared_data: Path, cod: Path, tmp_path: Path) -> tuple[Path, list[float], list[str]]:
+def layout(cod: Path, tmp_path: Path) -> tuple[Path, list[float], list[str]]:
     """structures.xyz (20 real frames), bandgaps.csv as %.18e, CODids.csv with real COD ids.
 
     The gaps are made up (uniform in [0, 8) eV, one exact zero like the real release has);
-    the ids are those of the shared COD files, only to have real seven-digit ids.
+    the ids are those of the sample's COD files, only to have real seven-digit ids.
     """
     folder = tmp_path / "omdb-gap1"
     folder.mkdir()
-    source = shared_data / "molecular-crystals" / "molecular_crystals.xyz"
-    shutil.copyfile(source, folder / "structures.xyz")
-    n = len(ase.io.read(source, index=":"))
+    shutil.copyfile(MOLECULAR_XYZ, folder / "structures.xyz")
+    n = len(ase.io.read(MOLECULAR_XYZ, index=":"))
     gaps = np.random.default_rng(7).uniform(0.0, 8.0, n).tolist()
     gaps[3] = 0.0
     ids = sorted(p.stem for p in cod.glob("*.cif"))[:n]

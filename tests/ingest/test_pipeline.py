@@ -40,12 +40,13 @@ from crystaldb.schema import (
     Structure,
     migrate,
 )
-from tests.conftest import REPO, SHARED_DATA, DatabaseFactory
+from tests.conftest import DatabaseFactory
+from tests.realdata import MOLECULAR_XYZ, REPO, SAMPLE, SPGLIB_WARNING
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(SPGLIB_WARNING)]
 
-COD = SHARED_DATA / "cod"
-MALFORMED = SHARED_DATA / "cif-malformed"
+COD = SAMPLE / "cod"
+MALFORMED = SAMPLE / "malformed"
 SEGFAULTS_SPGLIB = COD / "1001614.cif"  # overlapping disordered sites: spglib 2.8 segfaults
 ORGANIC = ["2000642.cif", "1000002.cif", "2221562.cif", "7228312.cif", "2231779.cif"]
 
@@ -82,13 +83,16 @@ def fresh(databases: DatabaseFactory, tmp_path: Path) -> tuple[Settings, Databas
 
 
 def test_every_input_ends_in_exactly_one_place_and_a_rerun_adds_nothing(
-    fresh: tuple[Settings, Database],
+    fresh: tuple[Settings, Database], tmp_path: Path
 ) -> None:
     settings, db = fresh
-    first = ingest_paths(db, settings, [COD, MALFORMED], database="cod", chunk_size=16)
-    files = sorted(p for p in [*COD.iterdir(), *MALFORMED.iterdir()] if p.suffix == ".cif")
+    malformed = tmp_path / "malformed"  # the sample's malformed CIFs, with a note beside them
+    shutil.copytree(MALFORMED, malformed)
+    (malformed / "descriptions.tsv").write_text("empty-file.cif\t1\n")
+    first = ingest_paths(db, settings, [COD, malformed], database="cod", chunk_size=16)
+    files = sorted(p for p in [*COD.iterdir(), *malformed.iterdir()] if p.suffix == ".cif")
     assert first.files == len(files)
-    assert first.ignored == 1  # MALFORMED/descriptions.tsv is no structure file
+    assert first.ignored == 1  # descriptions.tsv is no structure file
 
     places = _places(db)
     single_entry = {str(p) for p in files if places[str(p)] == 1}
@@ -120,7 +124,7 @@ def test_every_input_ends_in_exactly_one_place_and_a_rerun_adds_nothing(
     assert "1000002" in cod_ids
 
     before = {m.__name__: _count(db, m) for m in (Structure, Source, IngestReject, ExternalId)}
-    again = ingest_paths(db, settings, [COD, MALFORMED], database="cod", chunk_size=16)
+    again = ingest_paths(db, settings, [COD, malformed], database="cod", chunk_size=16)
     after = {m.__name__: _count(db, m) for m in (Structure, Source, IngestReject, ExternalId)}
     assert after == before
     assert again.counts.already_ingested == c.stored + c.duplicates + c.rejected
@@ -269,7 +273,7 @@ def test_a_path_that_does_not_exist_is_a_clear_error(fresh: tuple[Settings, Data
 def _omdb_layout(folder: Path, gaps: list[float] | None = None) -> tuple[Path, list[float]]:
     """An OMDB-GAP1-layout folder from the real molecular crystals (labels made up here)."""
     folder.mkdir(parents=True, exist_ok=True)
-    source = SHARED_DATA / "molecular-crystals" / "molecular_crystals.xyz"
+    source = MOLECULAR_XYZ
     shutil.copy(source, folder / "structures.xyz")
     frames = sum(1 for line in source.read_text().splitlines() if "Lattice=" in line)
     values = gaps if gaps is not None else [round(0.25 * i, 3) for i in range(frames)]

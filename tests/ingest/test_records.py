@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from crystaldb.ingest import (
     parse_file,
     process_file,
 )
+from crystaldb.schema.structures import CRYSTAL_SYSTEMS, Structure
 from tests.realdata import SPGLIB_WARNING
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
@@ -54,8 +56,7 @@ def test_parsed_refuses_inconsistent_lengths(parsed: ParsedStructure) -> None:
 
 def test_columns_match_the_structures_table() -> None:
     """STRUCTURES_COLUMNS is exactly the table's columns less the database's own."""
-    schema = pytest.importorskip("crystaldb.schema.structures")
-    columns = {c.name for c in schema.Structure.__table__.columns}
+    columns = {c.name for c in Structure.__table__.columns}
     assert set(STRUCTURES_COLUMNS) == columns - {"id", "created_at"}
 
 
@@ -66,9 +67,10 @@ def test_structures_row(record: StructureRecord) -> None:
     assert all(isinstance(z, int) for z in row["atomic_numbers"])
     assert row["nsites"] == len(row["atomic_numbers"]) == len(row["frac_coords"])
     assert row["nelements"] == len(row["elements"])
-    assert len(row["fingerprint"]) <= 64
-    schema = pytest.importorskip("crystaldb.schema.structures")
-    assert row["crystal_system"] in schema.CRYSTAL_SYSTEMS
+    # A SHA-256 hex digest: exactly the 64 lowercase hex digits the String(64) column holds.
+    assert re.fullmatch(r"[0-9a-f]{64}", row["fingerprint"])
+    assert Structure.__table__.columns["fingerprint"].type.length == 64
+    assert row["crystal_system"] in CRYSTAL_SYSTEMS
 
 
 def test_everything_pickles_for_dask(

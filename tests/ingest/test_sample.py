@@ -32,15 +32,26 @@ def test_layout_size_and_licences(sample: Path) -> None:
     assert len(list((sample / "cod").glob("*.cif"))) == 215
     assert len(list((sample / "cofs").glob("*.cif"))) == 40
     assert len(list((sample / "malformed").glob("*.cif"))) == 8
+    assert len(list((sample / "jarvis").glob("POSCAR-JVASP-*.vasp"))) == 70
+    assert len((sample / "jarvis" / "id_prop.csv").read_text().splitlines()) == 50
     assert "MIT License" in (sample / "cofs" / "LICENSE").read_text()
+    assert "National Institute of" in (sample / "jarvis" / "LICENSE.rst").read_text()
     total = sum(p.stat().st_size for p in sample.rglob("*") if p.is_file())
     assert total < 3_000_000
 
 
+@pytest.mark.shared
 def test_files_are_unchanged_copies(sample: Path, shared_data: Path) -> None:
-    sources = {"cod": "cod", "cofs": "cofs/cifs", "malformed": "cif-malformed"}
-    for folder, source in sources.items():
-        for path in (sample / folder).glob("*.cif"):
+    sources = {
+        "cod": ("cod", "*.cif"),
+        "cofs": ("cofs/cifs", "*.cif"),
+        "malformed": ("cif-malformed", "*.cif"),
+        "jarvis": ("jarvis-sample", "*"),  # the POSCARs, id_prop.csv and LICENSE.rst
+    }
+    for folder, (source, pattern) in sources.items():
+        paths = list((sample / folder).glob(pattern))
+        assert paths, folder
+        for path in paths:
             assert path.read_bytes() == (shared_data / source / path.name).read_bytes(), path
     assert (sample / "cofs" / "LICENSE").read_bytes() == (
         shared_data / "cofs" / "LICENSE"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from crystaldb.ingest.process import process_file
 from crystaldb.ingest.records import StructureRecord
 from crystaldb.release.records import Member, ReleaseData
+from tests.realdata import MOLECULAR_XYZ, SAMPLE
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 N_COD = 20
 N_TRAIN = 30
 LABEL_METHOD = {
@@ -25,15 +24,13 @@ LABEL_METHOD = {
 
 
 def real_records() -> list[StructureRecord]:
-    """The valid frames of molecular_crystals.xyz, then the first 20 COD files that validate."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not available")
+    """The valid frames of the molecular crystals (tests/data), then the first 20 COD files of
+    the package's sample that validate."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # spglib's deprecation notice, pymatgen's CIF notes
-        xyz = SHARED_DATA / "molecular-crystals" / "molecular_crystals.xyz"
-        records = [r for r in process_file(xyz) if isinstance(r, StructureRecord)]
+        records = [r for r in process_file(MOLECULAR_XYZ) if isinstance(r, StructureRecord)]
         cod: list[StructureRecord] = []
-        for path in sorted((SHARED_DATA / "cod").glob("*.cif")):
+        for path in sorted((SAMPLE / "cod").glob("*.cif")):
             valid = [r for r in process_file(path) if isinstance(r, StructureRecord)]
             cod.extend(valid[:1])
             if len(cod) == N_COD:

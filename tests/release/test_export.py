@@ -29,6 +29,7 @@ from crystaldb.release import export, plots
 from crystaldb.release.export import FORMATS, ExportError, export_release
 from crystaldb.release.manifest import MANIFEST, label_statistics
 from crystaldb.release.records import Member, ReleaseData
+from tests.realdata import REPO
 from tests.release.conftest import member_of, release_of
 
 FORMAT_FILES = {
@@ -39,7 +40,6 @@ FORMAT_FILES = {
     "parquet": {"members.parquet"},
 }
 PLOTS = {"band_gap_histogram.png", "elements.png", "spacegroups.png"}
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

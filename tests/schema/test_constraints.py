@@ -11,9 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from crystaldb.platform.database import Database
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Structure
-from tests.conftest import SHARED_DATA
+from tests.realdata import SAMPLE, SPGLIB_WARNING
 
-POSCAR = SHARED_DATA / "jarvis-sample" / "POSCAR-JVASP-1996.vasp"
+pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+
+POSCAR = SAMPLE / "jarvis" / "POSCAR-JVASP-1996.vasp"
 
 
 def _structure_row(fingerprint: str, **overrides: object) -> Structure:

@@ -1,8 +1,8 @@
 """The --where filter language: parser, AST and SQL, checked against a Python oracle on real data.
 
-The database holds the packaged COD and CURATED-COFs sample (and the shared JARVIS sample with
-its real OptB88vdW gaps when available), with band gaps, external ids, releases and one
-structure without a space group added, so every field and operator selects something real.
+The database holds the packaged COD, CURATED-COFs and JARVIS sample (the JARVIS crystals with
+their real OptB88vdW gaps), with band gaps, external ids, releases and one structure without a
+space group added, so every field and operator selects something real.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ from crystaldb.schema.filters import (
 )
 from crystaldb.schema.spacegroups import stored_symbol
 from crystaldb.schema.structures import CRYSTAL_SYSTEMS, FLAGS
-from tests.conftest import SHARED_DATA, DatabaseFactory
+from tests.conftest import DatabaseFactory
 from tests.realdata import SAMPLE, SPGLIB_WARNING
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
 
 pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
-JARVIS = SHARED_DATA / "jarvis-sample"
+JARVIS = SAMPLE / "jarvis"
 RELEASES = (("alpha", "1.0"), ("alpha", "2.0"), ("beta", "x:1"))  # a version may contain ':'
 SECOND_PBE_SHIFT = 3.0  # a second PBE calculation's gap, this much above the first
 
@@ -102,11 +102,8 @@ class Loaded:
 
 
 def _jarvis_records() -> list[StructureRecord]:
-    """The JARVIS sample with its real OptB88vdW gaps as a property, if the data is here."""
-    table = JARVIS / "id_prop.csv"
-    if not table.is_file():
-        return []
-    with table.open() as handle:
+    """The JARVIS sample with its real OptB88vdW gaps as a property."""
+    with (JARVIS / "id_prop.csv").open() as handle:
         gaps = {name: float(gap) for name, gap in csv.reader(handle)}
     records = valid_records(JARVIS, "*.vasp")
     return [
@@ -786,9 +783,8 @@ EMPTY_ON_PURPOSE = {
 def test_cases_are_not_trivial(loaded: Loaded) -> None:
     """Each case selects some structures and leaves others out, unless meant to select none."""
     everything = set(loaded.rows)
-    has_jarvis = any(d == "jarvis" for row in loaded.rows.values() for d, _ in row.ids)
     for source in FIELD_CASES:
-        if source in EMPTY_ON_PURPOSE or (not has_jarvis and re.search("jarvis|OptB", source)):
+        if source in EMPTY_ON_PURPOSE:
             continue
         assert loaded.oracle(parse(source)) not in (set(), everything), source
 
