@@ -45,9 +45,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from crystaldb.api.app import create_app
-from crystaldb.ingest.load import LabelSpec, write_chunk
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.records import LabelSpec, StructureRecord
+from crystaldb.formats.payload import process_file
+from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.schema import IngestBatch, migrate

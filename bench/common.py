@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.records import StructureRecord
 from crystaldb.platform.embedded import embedded_url
 from crystaldb.platform.settings import parse_database_url
 

@@ -41,10 +41,10 @@ import vesin
 from matscipy.neighbours import neighbour_list
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-from crystaldb.compute.cells import Cell
-from crystaldb.compute.graphs import parse_recipe, quotient_graph
-from crystaldb.ingest import process_file
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.cell import Cell
+from crystaldb.core.graphs import parse_recipe, quotient_graph
+from crystaldb.core.records import StructureRecord
+from crystaldb.formats.payload import process_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SEGFAULTS_SPGLIB = "1001614.cif"

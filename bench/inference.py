@@ -45,10 +45,10 @@ import torch
 from common import TARGET_MEAN_SITES, cycled  # bench/common.py
 from soap import cell_of, organic_records  # bench/soap.py
 
-from crystaldb.compute.cells import Cell
-from crystaldb.compute.graph_tensors import collate
-from crystaldb.compute.graphs import GraphArrays, parse_recipe, quotient_graph
-from crystaldb.compute.networks import Network, forward_ev, make_hypers, make_model
+from crystaldb.core.cell import Cell
+from crystaldb.core.graph_tensors import collate
+from crystaldb.core.graphs import GraphArrays, parse_recipe, quotient_graph
+from crystaldb.core.networks import Network, forward_ev, make_hypers, make_model
 
 OMDB_SIZE = 12_500
 

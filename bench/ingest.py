@@ -26,8 +26,8 @@ from common import drop_database, fresh_database  # bench/common.py
 from pymatgen.io.cif import CifParser
 from sqlalchemy import text
 
-from crystaldb.ingest.cif import parse_cif_text
-from crystaldb.ingest.pipeline import ingest_paths
+from crystaldb.formats.cif import parse_cif_text
+from crystaldb.jobs.ingest import ingest_paths
 from crystaldb.platform.database import connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.schema import Structure, migrate

@@ -61,12 +61,12 @@ import zarr
 from common import cycled, drop_database, fresh_database  # bench/common.py
 from soap import cell_of, frames_of, organic_records  # bench/soap.py
 
-from crystaldb.compute.kernel_build import build_kernel, read_spectra
-from crystaldb.compute.kernels import KEYS_PER_GROUP, key_codes, linear_kernel
-from crystaldb.compute.krr import cross_validate, fit, nystrom_fit
-from crystaldb.compute.soap import AverageSpectra, SoapHypers, average_spectra
-from crystaldb.ingest.load import write_chunk
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.kernels import KEYS_PER_GROUP, key_codes, linear_kernel
+from crystaldb.core.krr import cross_validate, fit, nystrom_fit
+from crystaldb.core.records import StructureRecord
+from crystaldb.core.soap import AverageSpectra, SoapHypers, average_spectra
+from crystaldb.jobs.kernels import build_kernel, read_spectra
+from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.platform.store import ArtifactStore, open_array_uri

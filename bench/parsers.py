@@ -6,8 +6,8 @@ what validation, symmetry and the fingerprint cost on top of parsing.
 Methods, all reading the same files from disk (page cache warmed first):
   gemmi parse      gemmi.cif.read + make_small_structure_from_block (asymmetric unit only)
   gemmi expand     the same + get_all_unit_cell_sites (full cell)
-  crystaldb read   crystaldb.ingest.parse_file (size/binary/UTF-8 checks, gemmi, fallback)
-  crystaldb full   crystaldb.ingest.process_file (read + validate + spglib + fingerprint)
+  crystaldb read   crystaldb.formats.payload.parse_file (size/binary/UTF-8 checks, gemmi, fallback)
+  crystaldb full   crystaldb.formats.payload.process_file (read + validate + spglib + fingerprint)
   pymatgen         CifParser(path).parse_structures(primitive=False)
   ase              ase.io.read(path, index=":", format="cif")
 
@@ -33,7 +33,7 @@ import ase.io
 import gemmi
 from pymatgen.io.cif import CifParser
 
-from crystaldb.ingest import parse_file, process_file
+from crystaldb.formats.payload import parse_file, process_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 Method = Callable[[Path], object]

@@ -43,15 +43,16 @@ from ase import Atoms
 from common import cycled, drop_database, fresh_database  # bench/common.py
 
 import crystaldb
-from crystaldb.ingest.load import LabelSpec, write_chunk
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.records import LabelSpec, StructureRecord
+from crystaldb.core.release_data import Member, ReleaseData
+from crystaldb.formats.payload import process_file
+from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
-from crystaldb.release.create import create_release, find_release
+from crystaldb.query.selection import find_release
+from crystaldb.release.create import create_release
 from crystaldb.release.export import atoms_of, export_release
 from crystaldb.release.load import load_release
-from crystaldb.release.records import Member, ReleaseData
 from crystaldb.schema import IngestBatch, Release, migrate
 from crystaldb.schema.runs import track_run
 

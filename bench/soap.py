@@ -47,11 +47,11 @@ import ase.io
 import numpy as np
 from common import cycled  # bench/common.py
 
-import crystaldb.compute.soap as soap_module
-from crystaldb.compute.cells import Cell
-from crystaldb.compute.soap import SoapHypers, average_spectra
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
+import crystaldb.core.soap as soap_module
+from crystaldb.core.cell import Cell
+from crystaldb.core.records import StructureRecord
+from crystaldb.core.soap import SoapHypers, average_spectra
+from crystaldb.formats.payload import process_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

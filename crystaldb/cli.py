@@ -25,27 +25,22 @@ from rich.progress import (
 from rich.table import Table
 
 import crystaldb
-from crystaldb.compute.cells import Selection, select_structures
-from crystaldb.compute.graph_build import GraphBuildSummary, build_graphs
-from crystaldb.compute.graphs import parse_recipe
-from crystaldb.compute.kernel_build import build_kernel, choose_landmarks, list_kernels
-from crystaldb.compute.krr_jobs import TrainSummary, train_krr
-from crystaldb.compute.models import list_models
-from crystaldb.compute.soap import SoapHypers
-from crystaldb.ingest.labels import read_label_table
-from crystaldb.ingest.pipeline import (
-    IngestSummary,
-    ingest_omdb_gap1,
-    ingest_paths,
-    reject_reasons,
-)
-from crystaldb.ingest.validate import Limits
+from crystaldb.core.errors import CrystaldbError
+from crystaldb.core.graphs import parse_recipe
+from crystaldb.core.soap import SoapHypers
+from crystaldb.core.validate import Limits
+from crystaldb.formats.labels import read_label_table
+from crystaldb.jobs.graphs import GraphBuildSummary, build_graphs
+from crystaldb.jobs.ingest import IngestSummary, ingest_omdb_gap1, ingest_paths, reject_reasons
+from crystaldb.jobs.kernels import build_kernel, choose_landmarks, list_kernels
+from crystaldb.jobs.krr import TrainSummary, train_krr
+from crystaldb.jobs.models import list_models
 from crystaldb.platform.cluster import describe_cluster
 from crystaldb.platform.database import Database, connect
-from crystaldb.platform.errors import CrystaldbError
 from crystaldb.platform.settings import Settings, load_settings
 from crystaldb.platform.store import ArtifactStore
-from crystaldb.release.create import create_release, find_release, list_releases, member_counts
+from crystaldb.query.selection import Selection, find_release, select_structures
+from crystaldb.release.create import create_release, list_releases, member_counts
 from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema import migrate
@@ -566,7 +561,7 @@ def reproduce_omdb_gap1_command(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
 ) -> None:
     """The OMDB-GAP1 paper's SOAP-KRR protocol: ingest, release, kernel, KRR, beside the paper."""
-    from crystaldb.compute.reproduce import check_request, reproduce_omdb_gap1
+    from crystaldb.workflows.reproduce import check_request, reproduce_omdb_gap1
 
     check_request(folder, train, test, folds, release_name)
     settings = load_settings()
@@ -609,7 +604,7 @@ def reproduce_omdb_gap1_command(
 
 def _beside_the_paper(model: TrainSummary, train: int, test: int) -> Table:
     """This run's test metrics and median baseline beside the paper's SOAP numbers."""
-    from crystaldb.compute.reproduce import PAPER
+    from crystaldb.workflows.reproduce import PAPER
 
     metrics = model.metrics
     method = f"Nyström, {model.nystrom['landmarks']:,} landmarks" if model.nystrom else "exact"
@@ -645,7 +640,7 @@ def _train_graph_network(
     architecture: str, release: str, epochs: int, seed: int, name: str | None
 ) -> None:
     """`crystaldb train schnet|cgcnn|mpnn`: one bar over the epochs, with the latest losses."""
-    from crystaldb.compute.nn_jobs import EpochLog, train_nn
+    from crystaldb.jobs.networks import EpochLog, train_nn
 
     settings = load_settings()
     db = _database(settings)
@@ -725,7 +720,7 @@ def predict_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Structures per task."),
 ) -> None:
     """Predict band gaps on Dask workers (GPU ones where declared) and store them with their run."""
-    from crystaldb.compute.inference import predict, predict_ensemble
+    from crystaldb.jobs.predict import predict, predict_ensemble
 
     if (model is None) == (ensemble is None):
         raise typer.BadParameter("give --model ID or --ensemble ID,ID,...", param_hint="--model")
@@ -1106,7 +1101,7 @@ DEMO_RELEASE = "jarvis-demo"
 
 def _demo_model(db: Database, settings: Settings) -> None:
     """The bundled JARVIS crystals with their real gaps: a release, a kernel, a KRR model."""
-    from crystaldb.compute.inference import predict
+    from crystaldb.jobs.predict import predict
 
     folder = SAMPLE / "jarvis"
     table = read_label_table(folder / "id_prop.csv", "band_gap:OptB88vdW", code="VASP")

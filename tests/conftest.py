@@ -19,11 +19,15 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
+from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.embedded import embedded_url, stop_embedded
 from crystaldb.platform.settings import Settings, load_settings, parse_database_url
+from crystaldb.release.create import create_release
 from crystaldb.schema import migrate
-from tests.realdata import SHARED_DATA, SHARED_MISSING
+from tests.jarvis import OPTB88, LabelledDatabase, jarvis_records
+from tests.realdata import SAMPLE, SHARED_DATA, SHARED_MISSING
+from tests.sampledb import open_batch
 
 TEST_SERVER_ENV = "CRYSTALDB_TEST_DATABASE_URL"
 
@@ -158,3 +162,52 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=300,
         check=False,
     )
+
+
+# --- real inputs: the packaged sample, and the shared corpus for `shared` tests ---
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    """The sample shipped inside the package."""
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def cod(sample: Path) -> Path:
+    """The sample's COD CIFs, named by COD id (215 of the shared corpus's 229)."""
+    return sample / "cod"
+
+
+@pytest.fixture
+def shared_data(request: pytest.FixtureRequest) -> Path:
+    """The shared real-data folder (../shared/data), for tests marked `shared` only."""
+    if request.node.get_closest_marker("shared") is None:
+        pytest.fail(f"{request.node.nodeid} reads {SHARED_DATA}: mark it @pytest.mark.shared")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def shared_cod(shared_data: Path) -> Path:
+    """All 229 COD CIFs of the shared corpus, named by COD id."""
+    return shared_data / "cod"
+
+
+# --- the JARVIS sample loaded as release `jarvis` (tests/jarvis.py) ---
+
+
+@pytest.fixture(scope="session")
+def jarvis(databases: DatabaseFactory) -> Iterator[LabelledDatabase]:
+    """Loaded once per session; tests add descriptors, kernels and models, never structures."""
+    data_dir = Path(tempfile.mkdtemp(prefix="crystaldb-test-compute-"))
+    settings, db = databases.migrated("crystaldb_compute", data_dir)
+    records = jarvis_records()
+    write_chunk(db, open_batch(db), records, labels=OPTB88)
+    n_test = 10
+    n_train = len(records) - n_test
+    create_release(
+        db, "jarvis", "1.0", label="band_gap:OptB88vdW", split=f"ordered:{n_train},{n_test}"
+    )
+    yield LabelledDatabase(settings, db, "jarvis", n_train, n_test)
+    db.dispose()
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.records import StructureRecord
+from crystaldb.formats.payload import process_file
 from crystaldb.platform.database import Database
 from crystaldb.schema import Calculation, IngestBatch, Label
 from crystaldb.schema.runs import track_run

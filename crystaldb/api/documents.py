@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphql import DocumentNode, GraphQLSyntaxError, parse
 from strawberry.extensions import SchemaExtension
 
-from crystaldb.platform.lru import Lru
+from crystaldb.core.lru import Lru
 
 MAX_DOCUMENTS = 256  # distinct query texts kept: a bound, so odd clients cannot grow memory
 MAX_DOCUMENT_BYTES = 64 << 20  # and their estimated memory, parsed

@@ -17,8 +17,9 @@ import strawberry
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
 from crystaldb.api.errors import ApiError
-from crystaldb.platform.lru import Lru
-from crystaldb.schema.filters import (
+from crystaldb.core.lru import Lru
+from crystaldb.core.records import FLAGS
+from crystaldb.query.filters import (
     DEFAULT_FUNCTIONAL,
     And,
     Comparison,
@@ -33,7 +34,7 @@ from crystaldb.schema.filters import (
     to_sql,
 )
 from crystaldb.schema.ml import Model, Prediction
-from crystaldb.schema.structures import FLAGS, Structure
+from crystaldb.schema.structures import Structure
 
 _N = TypeVar("_N", int, float)
 

@@ -22,15 +22,15 @@ from strawberry.file_uploads import Upload
 from crystaldb.api.auth import RequiresToken, authenticate
 from crystaldb.api.errors import ApiError
 from crystaldb.api.types import Info, ModelType
-from crystaldb.compute.cells import Cell
-from crystaldb.compute.inference import ensemble_spread, predict_cell
-from crystaldb.compute.models import ModelError
-from crystaldb.compute.predictions import write_predictions
-from crystaldb.ingest.files import Payload
-from crystaldb.ingest.load import write_chunk
-from crystaldb.ingest.process import process_payload
-from crystaldb.ingest.records import Rejection, StructureRecord
-from crystaldb.ingest.validate import DEFAULT_LIMITS
+from crystaldb.core.cell import Cell
+from crystaldb.core.records import Rejection, StructureRecord
+from crystaldb.core.validate import DEFAULT_LIMITS
+from crystaldb.formats.files import Payload
+from crystaldb.formats.payload import process_payload
+from crystaldb.jobs.load import write_chunk
+from crystaldb.jobs.models import ModelError
+from crystaldb.jobs.predict import ensemble_spread, predict_cell
+from crystaldb.jobs.predictions import write_predictions
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import IngestBatch, Model, Structure

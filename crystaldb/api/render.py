@@ -18,7 +18,7 @@ from pymatgen.core import Lattice
 from pymatgen.core import Structure as PymatgenStructure
 from pymatgen.io.cif import CifWriter
 
-from crystaldb.ingest.isotopes import site_masses
+from crystaldb.core.isotopes import site_masses
 
 
 def species(row: Any) -> list[str]:

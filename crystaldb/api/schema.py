@@ -62,9 +62,9 @@ from crystaldb.api.types import (
     run_type,
     structure_type,
 )
-from crystaldb.compute.kernel_build import KernelError
-from crystaldb.compute.similarity import similar as similar_structures
-from crystaldb.schema.filters import DEFAULT_FUNCTIONAL
+from crystaldb.jobs.kernels import KernelError
+from crystaldb.jobs.similarity import similar as similar_structures
+from crystaldb.query.filters import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model
 from crystaldb.schema.releases import Release

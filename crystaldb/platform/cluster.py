@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from crystaldb.platform.errors import ClusterUnavailable
+from crystaldb.core.errors import ClusterUnavailable
 from crystaldb.platform.settings import Settings
 
 if TYPE_CHECKING:  # distributed takes half a second to import: only jobs pay for it
@@ -131,3 +131,13 @@ def bounded_map(
 def worker_count(client: Client) -> int:
     """Workers the scheduler knows now (at least 1, for window sizes)."""
     return max(1, len(client.scheduler_info()["workers"]))
+
+
+def worker_threads() -> int | None:
+    """The calling Dask worker's thread count; None outside a worker."""
+    from distributed import get_worker
+
+    try:
+        return int(get_worker().state.nthreads)
+    except ValueError:  # not running on a worker
+        return None

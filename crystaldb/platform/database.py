@@ -13,8 +13,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from crystaldb.core.errors import DatabaseUnavailable
 from crystaldb.platform.embedded import embedded_url
-from crystaldb.platform.errors import DatabaseUnavailable
 from crystaldb.platform.settings import Settings
 
 CONNECT_TIMEOUT_S = 5

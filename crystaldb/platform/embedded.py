@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL, make_url
 
-from crystaldb.platform.errors import DatabaseUnavailable
+from crystaldb.core.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from crystaldb.platform.errors import ConfigError
+from crystaldb.core.errors import ConfigError
 
 ENV_PREFIX = "CRYSTALDB_"
 CONFIG_ENV = "CRYSTALDB_CONFIG"

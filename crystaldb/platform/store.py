@@ -17,7 +17,7 @@ import zarr
 from fsspec.implementations.local import LocalFileSystem
 from zarr.storage import FsspecStore, LocalStore
 
-from crystaldb.platform.errors import ArtifactUnavailable, ConfigError
+from crystaldb.core.errors import ArtifactUnavailable, ConfigError
 
 _UNREACHABLE = (OSError, ValueError, ImportError)  # missing, unreadable, unknown protocol
 
@@ -86,6 +86,10 @@ class ArtifactStore:
     def get_bytes(self, key: str) -> bytes:
         """Read a blob back."""
         return read_uri(self.uri(key), f"artifact {key}")
+
+    def remove(self, key: str) -> None:
+        """Delete one object (a finished checkpoint, say)."""
+        self.fs.rm(self.uri(key))
 
     def exists(self, key: str) -> bool:
         """Whether a key holds anything."""

@@ -24,13 +24,12 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from crystaldb.core.splits import assign, parse_split
 from crystaldb.platform.database import Database, copy_connection
-from crystaldb.release.splits import assign, parse_split
+from crystaldb.query.filters import where as parse_where
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Source, Structure
-from crystaldb.schema.filters import where as parse_where
-from crystaldb.schema.releases import ReleaseError, ReleaseRef, check_new_release
+from crystaldb.schema.releases import ReleaseError, check_new_release
 from crystaldb.schema.runs import track_run
 
 
@@ -216,41 +215,6 @@ def _store(
                 "create a new --version"
             ) from None
         raise
-
-
-def find_release(
-    db: Database, name: str, version: str | None = None, *, origin: str | None = None
-) -> Release:
-    """The one release lookup: by name and version (the newest version when none is given).
-
-    `origin` (e.g. `--release`) starts the error message, naming the argument at fault.
-    """
-    query = select(Release).where(Release.name == name)
-    if version is not None:
-        query = query.where(Release.version == version)
-    with db.session() as session:
-        release = session.scalars(
-            query.order_by(Release.created_at.desc(), Release.id.desc())
-        ).first()
-        if release is None:
-            prefix = f"{origin}: " if origin else ""
-            raise ReleaseError(f"{prefix}{_not_found(session, ReleaseRef(name, version))}")
-        session.expunge(release)
-    return release
-
-
-def _not_found(session: Session, ref: ReleaseRef) -> str:
-    """No release `ref`: the versions that name has, else the names there are."""
-    versions = session.scalars(
-        select(Release.version)
-        .where(Release.name == ref.name)
-        .order_by(Release.created_at, Release.id)
-    ).all()
-    if versions:
-        return f"no release {ref}; release {ref.name} has versions {', '.join(versions)}"
-    names = session.scalars(select(Release.name).distinct().order_by(Release.name)).all()
-    known = f"known releases: {', '.join(names)}" if names else "no release exists yet"
-    return f"no release {ref}; none is named {ref.name} ({known})"
 
 
 def member_counts(db: Database, release_id: int) -> dict[str, int]:

@@ -8,7 +8,7 @@ iteration order; cartesian positions are computed with elementwise IEEE operatio
 so they do not depend on the CPU either. Formats:
 
 - ``omdb-gap1``: the OMDB-GAP1 v1.1 layout (structures.xyz, bandgaps.csv, CODids.csv,
-  README.md), readable by ``crystaldb.ingest.omdb.read_omdb_gap1``.
+  README.md), readable by ``crystaldb.formats.omdb_gap1.read_omdb_gap1``.
 - ``extxyz``: structures.extxyz, every member with structure_id, split, label and COD id.
 
 Isotopes: a member with an isotope site (a deuterated crystal) gets a ``masses`` column in
@@ -49,14 +49,14 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 from pymatgen.core import Lattice, Structure
 
-from crystaldb.ingest.isotopes import site_masses
-from crystaldb.platform.errors import CrystaldbError
+from crystaldb.core.errors import CrystaldbError
+from crystaldb.core.isotopes import site_masses
+from crystaldb.core.release_data import Member, ReleaseData
 from crystaldb.release import manifest, plots
-from crystaldb.release.records import Member, ReleaseData
 
 FORMATS = ("omdb-gap1", "extxyz", "matbench", "optimade-jsonl", "parquet")
 
-# COD ids as crystaldb's OMDB importer accepts them (crystaldb.ingest.identifiers).
+# COD ids as crystaldb's OMDB importer accepts them (crystaldb.formats.identifiers).
 _COD_ID = re.compile(r"[1-9]\d{6}")
 OPTIMADE_API_VERSION = "1.2.0"
 PROVIDER = "_crystaldb_"

@@ -9,9 +9,9 @@ import numpy as np
 from sqlalchemy import func, select, text
 
 import crystaldb
+from crystaldb.core.release_data import Member, ReleaseData
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.database import Database
-from crystaldb.release.records import Member, ReleaseData
 from crystaldb.schema import Calculation, ExternalId, Label, Release, ReleaseMember, Structure
 
 

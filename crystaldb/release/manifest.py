@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crystaldb.release.records import ReleaseData
+from crystaldb.core.release_data import ReleaseData
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

@@ -21,8 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from crystaldb.core.release_data import ReleaseData
 from crystaldb.release.manifest import LabelStatistics, label_statistics, labels_of
-from crystaldb.release.records import ReleaseData
 
 ELEMENTS_PNG = "elements.png"
 SPACEGROUPS_PNG = "spacegroups.png"

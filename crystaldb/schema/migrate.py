@@ -14,8 +14,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from crystaldb.core.errors import SchemaOutOfDate
 from crystaldb.platform.database import Database
-from crystaldb.platform.errors import SchemaOutOfDate
 from crystaldb.schema.base import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crystaldb.platform.errors import CrystaldbError
+from crystaldb.core.errors import CrystaldbError
 from crystaldb.schema.base import Base, created_at_column
 
 REF_SEPARATOR = ":"

@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crystaldb.core.provenance import host_name, software_versions
 from crystaldb.platform.database import Database
-from crystaldb.platform.provenance import host_name, software_versions
 from crystaldb.schema.base import Base, created_at_column
 
 RUN_STATUSES = ("running", "succeeded", "failed")

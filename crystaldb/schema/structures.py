@@ -19,34 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crystaldb.core.records import CRYSTAL_SYSTEMS
 from crystaldb.schema.base import Base, created_at_column
-
-CRYSTAL_SYSTEMS = (
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "trigonal",
-    "hexagonal",
-    "cubic",
-)
-
-# Quality flags of a structure (`structures.flags`): ingestion sets them, filters test them;
-# what each means is in crystaldb.ingest.validate's docstring.
-ORGANIC_WITHOUT_HYDROGEN = "organic_without_hydrogen"
-FORMULA_SUM_MISMATCH = "formula_sum_mismatch"
-SYMOPS_CONTRADICT_SYMBOL = "symops_contradict_symbol"
-DEUTERATED = "deuterated"
-DUMMY_SITES_DROPPED = "dummy_sites_dropped"
-PYMATGEN_FALLBACK = "pymatgen_fallback"
-FLAGS = (
-    ORGANIC_WITHOUT_HYDROGEN,
-    FORMULA_SUM_MISMATCH,
-    SYMOPS_CONTRADICT_SYMBOL,
-    DEUTERATED,
-    DUMMY_SITES_DROPPED,
-    PYMATGEN_FALLBACK,
-)
 
 
 class Structure(Base):
@@ -79,7 +53,7 @@ class Structure(Base):
     volume: Mapped[float] = mapped_column(Double)
     density: Mapped[float] = mapped_column(Double)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    # Quality notes from reading and checking, some of FLAGS (crystaldb.ingest.validate).
+    # Quality notes from reading and checking, some of FLAGS (crystaldb.core.validate).
     flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     created_at: Mapped[datetime] = created_at_column()
 

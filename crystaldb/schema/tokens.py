@@ -19,8 +19,8 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crystaldb.core.errors import CrystaldbError
 from crystaldb.platform.database import Database
-from crystaldb.platform.errors import CrystaldbError
 from crystaldb.schema.base import Base, created_at_column
 
 TOKEN_PREFIX = "cdb_"  # makes a crystaldb token recognisable in a leaked file or a log

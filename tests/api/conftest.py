@@ -20,7 +20,8 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from crystaldb.api.app import create_app
-from crystaldb.ingest.load import LabelSpec, write_chunk
+from crystaldb.core.records import LabelSpec
+from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database
 from crystaldb.schema import (
     Calculation,

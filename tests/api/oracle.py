@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from crystaldb.schema.structures import FLAGS
+from crystaldb.core.records import FLAGS
 from tests.api.conftest import Row
 from tests.api.derived import MODELS
 

@@ -12,16 +12,18 @@ import pytest
 from sqlalchemy import select
 
 from crystaldb.api.app import create_app
-from crystaldb.compute.cells import Cell, select_structures
-from crystaldb.compute.kernel_build import build_kernel
-from crystaldb.compute.krr_jobs import load_krr, predict_cells, train_krr
-from crystaldb.compute.soap import SoapHypers
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
+from crystaldb.core.cell import Cell
+from crystaldb.core.krr_model import predict_cells
+from crystaldb.core.records import StructureRecord
+from crystaldb.core.soap import SoapHypers
+from crystaldb.formats.payload import process_file
+from crystaldb.jobs.kernels import build_kernel
+from crystaldb.jobs.krr import load_krr, train_krr
+from crystaldb.query.selection import select_structures
 from crystaldb.schema import Prediction, Structure
 from crystaldb.schema.tokens import create_token
 from tests.api.conftest import serving
-from tests.compute.conftest import LabelledDatabase, jarvis  # noqa: F401  (the fixture)
+from tests.jarvis import LabelledDatabase
 from tests.realdata import SAMPLE
 
 CIF = SAMPLE / "cod" / "1000039.cif"  # Ca3Al2O6
@@ -35,7 +37,7 @@ mutation($cif: String!, $store: Boolean!) {
 
 
 @pytest.fixture(scope="module")
-def served(jarvis: LabelledDatabase) -> Iterator[tuple[str, str, int]]:  # noqa: F811
+def served(jarvis: LabelledDatabase) -> Iterator[tuple[str, str, int]]:
     """A KRR model on the JARVIS release, a live token, and the app serving them."""
     ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
     hypers = SoapHypers(n_max=4, l_max=3)
@@ -60,7 +62,7 @@ def _post(url: str, token: str | None, cif: str, store: bool = False) -> dict[st
     return dict(response.json())
 
 
-def test_prediction_is_the_models_own(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+def test_prediction_is_the_models_own(jarvis: LabelledDatabase, served) -> None:
     url, token, model_id = served
     body = _post(url, token, CIF.read_text())
     assert "errors" not in body, body
@@ -85,7 +87,7 @@ def test_prediction_is_the_models_own(jarvis: LabelledDatabase, served) -> None:
         assert session.scalar(known) is None
 
 
-def test_store_keeps_structure_and_prediction(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+def test_store_keeps_structure_and_prediction(jarvis: LabelledDatabase, served) -> None:
     url, token, model_id = served
     first = _post(url, token, CIF.read_text(), store=True)["data"]["predictBandGap"]
     again = _post(url, token, CIF.read_text(), store=True)["data"]["predictBandGap"]
@@ -119,7 +121,7 @@ mutation($cif: String!, $models: [String!]!) {
 
 
 def test_spread_is_the_population_std_that_predict_ensemble_stores(
-    jarvis: LabelledDatabase,  # noqa: F811
+    jarvis: LabelledDatabase,
     served,
 ) -> None:
     """Two models, two values a and b: spread is |a - b| / 2, the ensembles' uncertainty."""
@@ -154,7 +156,7 @@ query($id: ID!, $k: Int!) {
 }"""
 
 
-def test_similar_reads_the_stored_kernel(jarvis: LabelledDatabase, served) -> None:  # noqa: F811
+def test_similar_reads_the_stored_kernel(jarvis: LabelledDatabase, served) -> None:
     from crystaldb.platform.store import ArtifactStore
     from crystaldb.schema import KernelMatrix
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from crystaldb.ingest.pipeline import ingest_paths
+from crystaldb.jobs.ingest import ingest_paths
 from crystaldb.schema import IngestReject
 from tests.api.conftest import Api
 from tests.conftest import DatabaseFactory

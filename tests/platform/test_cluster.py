@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from distributed import LocalCluster
 
+from crystaldb.core.errors import ClusterUnavailable
 from crystaldb.platform import cluster
 from crystaldb.platform.cluster import dask_client, describe_cluster
-from crystaldb.platform.errors import ClusterUnavailable
 from crystaldb.platform.settings import load_settings
 
 pytestmark = pytest.mark.slow

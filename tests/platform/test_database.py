@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from crystaldb.core.errors import DatabaseUnavailable
 from crystaldb.platform.database import Database, connect
-from crystaldb.platform.errors import DatabaseUnavailable
 from crystaldb.platform.settings import load_settings
 from crystaldb.schema import Run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from crystaldb.platform.lru import Lru
+from crystaldb.core.lru import Lru
 
 
 def test_the_lru_forgets_the_least_recently_used() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crystaldb.platform.errors import ConfigError
+from crystaldb.core.errors import ConfigError
 from crystaldb.platform.settings import load_settings
 
 

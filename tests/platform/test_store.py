@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystaldb.platform.errors import ArtifactUnavailable
+from crystaldb.core.errors import ArtifactUnavailable
 from crystaldb.platform.store import ArtifactStore, open_array_uri, read_uri, uri_exists
 
 

@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from crystaldb.ingest.process import process_file
-from crystaldb.ingest.records import StructureRecord
-from crystaldb.release.records import Member, ReleaseData
+from crystaldb.core.records import StructureRecord
+from crystaldb.core.release_data import Member, ReleaseData
+from crystaldb.formats.payload import process_file
 from tests.realdata import MOLECULAR_XYZ, SAMPLE
 
 N_COD = 20

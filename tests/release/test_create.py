@@ -13,21 +13,21 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from crystaldb.compute.cells import select_structures
-from crystaldb.ingest.pipeline import ingest_omdb_gap1, ingest_paths
+from crystaldb.core.splits import SplitError
+from crystaldb.jobs.ingest import ingest_omdb_gap1, ingest_paths
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.release.create import create_release, find_release
+from crystaldb.query.filters import FilterError, where
+from crystaldb.query.selection import find_release, select_structures
+from crystaldb.release.create import create_release
 from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release
-from crystaldb.release.splits import SplitError
 from crystaldb.schema import (
     Label,
     ReleaseMember,
     Source,
     Structure,
 )
-from crystaldb.schema.filters import FilterError, where
 from crystaldb.schema.releases import ReleaseError
 from tests.conftest import DatabaseFactory, run_cli
 from tests.realdata import MOLECULAR_XYZ, SAMPLE

@@ -21,14 +21,14 @@ from ase import Atoms
 from PIL import Image
 from pymatgen.core import Structure
 
-from crystaldb.ingest.omdb import read_omdb_gap1
-from crystaldb.ingest.process import process_omdb_gap1
-from crystaldb.ingest.records import ParsedStructure, StructureRecord
-from crystaldb.platform.errors import CrystaldbError
+from crystaldb.core.errors import CrystaldbError
+from crystaldb.core.records import ParsedStructure, StructureRecord
+from crystaldb.core.release_data import Member, ReleaseData
+from crystaldb.formats.omdb_gap1 import read_omdb_gap1
+from crystaldb.formats.payload import process_omdb_gap1
 from crystaldb.release import export, plots
 from crystaldb.release.export import FORMATS, ExportError, export_release
 from crystaldb.release.manifest import MANIFEST, label_statistics
-from crystaldb.release.records import Member, ReleaseData
 from tests.realdata import REPO
 from tests.release.conftest import member_of, release_of
 

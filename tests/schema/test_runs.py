@@ -68,7 +68,7 @@ def test_runs_of_vanished_processes_are_marked_failed(db: Database) -> None:
     import subprocess
     import sys
 
-    from crystaldb.platform.provenance import host_name
+    from crystaldb.core.provenance import host_name
     from crystaldb.schema.runs import reap_vanished_runs
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -1,1 +1,0 @@
-"""compute layer: see README.md's layout."""
