@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from sqlalchemy import ARRAY, BigInteger, any_, cast, select, text
 
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.graphs import GraphArrays, Recipe, parse_recipe, quotient_graphs
+from crystaldb.jobs.runner import Crashed, run_window, window_for
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database, copy_connection
@@ -184,46 +184,28 @@ def _drive(
     summary: GraphBuildSummary,
     on_progress: Progress | None,
 ) -> None:
-    """Keep two batches per worker in flight; write each as it finishes; split crashed ones.
+    """Batches of ids through the runner, bisected when they crash; each written as it lands.
 
     Batches hold at most `batch_size` structures, fewer when the job is small.
     """
-    from distributed import as_completed
-
-    window = 2 * max(1, len(client.scheduler_info()["workers"]))
+    window = window_for(client)
     # Small jobs get smaller batches, so every worker has work (at least 2 batches each).
     size = min(batch_size, max(1, math.ceil(len(todo) / (2 * window))))
-    pending: deque[list[int]] = deque(batches(todo, size))
-    in_flight: dict[Future, list[int]] = {}
-    queue = as_completed()
 
-    def feed() -> None:
-        while len(in_flight) < window and pending:
-            ids = pending.popleft()
-            future = client.submit(quotient_graphs, load_cells(db, ids), recipe, pure=False)
-            in_flight[future] = ids
-            queue.add(future)
+    def submit(ids: list[int]) -> Future:
+        return client.submit(quotient_graphs, load_cells(db, ids), recipe, pure=False)
 
-    feed()
-    for future in queue:
-        ids = in_flight.pop(future)
-        try:
-            results: list[GraphArrays | str] = future.result()
-        except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
-            if len(ids) > 1:
-                half = len(ids) // 2
-                pending.extendleft([ids[half:], ids[:half]])
-                feed()
-                continue
-            log.warning("structure %d: graph task failed: %s", ids[0], exc)
+    for done in run_window(submit, batches(todo, size), window, bisect=True):
+        results: list[GraphArrays | str] = done.result
+        if isinstance(done.result, Crashed):
+            log.warning("structure %d: graph task failed: %s", done.item[0], done.result.error)
             results = [
-                f"structure {ids[0]}: computing its graph killed the worker or failed "
-                f"({type(exc).__name__}: {exc})"
+                f"structure {done.item[0]}: computing its graph killed the worker or failed "
+                f"({done.result.describe()})"
             ]
         _record(db, summary, results)
         if on_progress is not None:
             on_progress(summary)
-        feed()
 
 
 def _record(db: Database, summary: GraphBuildSummary, results: Sequence[GraphArrays | str]) -> None:

@@ -31,6 +31,7 @@ from crystaldb.formats.omdb_gap1 import BAND_GAP, read_omdb_gap1
 from crystaldb.formats.payload import process_payload, validate_all
 from crystaldb.formats.readers import parser_for
 from crystaldb.jobs.load import ChunkCounts, Entry, write_chunk
+from crystaldb.jobs.runner import Crashed, run_window, window_for
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -399,7 +400,7 @@ def run_batch(
         summary = IngestSummary(run_id=run.id, batch_id=batch_id)
         try:
             with dask_client(settings, n_workers=workers) as client:
-                window = 2 * max(1, len(client.scheduler_info()["workers"]))
+                window = window_for(client)
                 _drive(db, client, stream, submit, chunk_size, window, summary, labels, on_progress)
         finally:
             run.results.update(summary.as_dict())
@@ -418,72 +419,42 @@ def _drive(
     labels: LabelSpec | None,
     on_progress: Progress | None,
 ) -> None:
-    """Keep `window` chunks in flight; write each as it finishes; split chunks that crash."""
-    from distributed import as_completed
+    """Chunks through the runner, bisected when they crash; each written as it finishes."""
 
-    chunks = _chunks(stream, chunk_size)
-    in_flight: dict[Future, list[Any]] = {}
-    queue = as_completed()
-
-    def feed() -> None:
-        while len(in_flight) < window:
-            chunk = next(chunks, None)
-            if chunk is None:
-                return
+    def work() -> Iterator[list[Any]]:
+        for chunk in _chunks(stream, chunk_size):
             ready = [item for item in chunk if isinstance(item, Rejection)]
-            work = [item for item in chunk if not isinstance(item, Rejection)]
             if ready:  # refused before any parsing (oversized, unreadable): write directly
                 _record(db, summary, ready, len(ready), labels, on_progress)
-            if work:
-                future = submit(client, work)
-                in_flight[future] = work
-                queue.add(future)
+            rest = [item for item in chunk if not isinstance(item, Rejection)]
+            if rest:
+                yield rest
 
-    feed()
-    for future in queue:
-        work = in_flight.pop(future)
-        try:
-            entries: list[Entry] = future.result()
-        except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
-            entries = _split_or_quarantine(client, submit, work, exc, queue, in_flight)
-            if not entries:
-                continue
-        _record(db, summary, entries, _files_in(work), labels, on_progress)
-        feed()
-
-
-def _split_or_quarantine(
-    client: Client,
-    submit: Callable[[Client, list[Any]], Future],
-    work: list[Any],
-    exc: Exception,
-    queue: Any,
-    in_flight: dict[Future, list[Any]],
-) -> list[Entry]:
-    """Bisect a failed chunk; a single input that still fails is refused with the cause."""
-    if len(work) > 1:
-        half = len(work) // 2
-        for part in (work[:half], work[half:]):
-            future = submit(client, part)
-            in_flight[future] = part
-            queue.add(future)
-        return []
-    item = work[0]
-    if isinstance(item, Payload):
-        name, entry, sha = item.name, None, sha256_bytes(item.data)
-    else:  # a ParsedStructure from a dataset reader
-        name, entry, sha = str(item.path), item.entry, item.sha256
-    log.warning("quarantined %s: %s", name, exc)
-    return [
-        Rejection(
-            name,
-            entry,
-            CRASHED,
-            f"{name}: processing it killed the worker or failed outside the readers "
-            f"({type(exc).__name__}: {exc}); quarantined so the batch could go on",
-            sha,
+    for done in run_window(lambda chunk: submit(client, chunk), work(), window, bisect=True):
+        entries = (
+            [_quarantined(done.item[0], done.result)]
+            if isinstance(done.result, Crashed)
+            else done.result
         )
-    ]
+        _record(db, summary, entries, _files_in(done.item), labels, on_progress)
+
+
+def _quarantined(item: Payload | ParsedStructure, crash: Crashed) -> Rejection:
+    """The one input whose processing still fails alone, refused with the cause."""
+    name, entry, sha = (
+        (item.name, None, sha256_bytes(item.data))
+        if isinstance(item, Payload)
+        else (str(item.path), item.entry, item.sha256)  # a ParsedStructure of a dataset reader
+    )
+    log.warning("quarantined %s: %s", name, crash.describe())
+    return Rejection(
+        name,
+        entry,
+        CRASHED,
+        f"{name}: processing it killed the worker or failed outside the readers "
+        f"({crash.describe()}); quarantined so the batch could go on",
+        sha,
+    )
 
 
 def _files_in(work: Sequence[Any]) -> int:

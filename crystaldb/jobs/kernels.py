@@ -35,7 +35,8 @@ from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.kernels import average_kernel
 from crystaldb.core.krr import RegressionError, draw_landmarks, exact_advice
 from crystaldb.core.soap import AverageSpectra, SoapHypers, average_spectra, concatenate
-from crystaldb.platform.cluster import bounded_map, dask_client, worker_count
+from crystaldb.jobs.runner import bounded_map
+from crystaldb.platform.cluster import dask_client, worker_count
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.platform.store import ArtifactStore, open_array_uri, uri_exists

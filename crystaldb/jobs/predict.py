@@ -32,7 +32,8 @@ from crystaldb.jobs.krr import load_krr
 from crystaldb.jobs.models import ModelError, model_row
 from crystaldb.jobs.networks import load_nn
 from crystaldb.jobs.predictions import write_predictions
-from crystaldb.platform.cluster import bounded_map, dask_client, worker_count, worker_threads
+from crystaldb.jobs.runner import bounded_map
+from crystaldb.platform.cluster import dask_client, worker_count, worker_threads
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.query.selection import (

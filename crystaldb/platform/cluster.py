@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ def dask_client(settings: Settings, n_workers: int | None = None) -> Iterator[Cl
     # shutdown and are killed then, after every result is in: that warning is not news.
     logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     # A task whose worker dies fails at once (KilledWorker) instead of killing two more
-    # workers: jobs isolate the culprit themselves (see ingest.pipeline).
+    # workers: jobs isolate the culprit themselves (see jobs.runner).
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         LocalCluster(
@@ -89,43 +89,6 @@ def describe_cluster(settings: Settings) -> dict[str, Any]:
         "gpu_workers": sum(1 for w in workers.values() if w.get("resources", {}).get("GPU")),
         "state": "reachable",
     }
-
-
-def bounded_map(
-    client: Client,
-    func: Callable[..., Any],
-    items: Iterable[Any],
-    window: int,
-    *args: Any,
-    resources: dict[str, float] | None = None,
-) -> Iterator[tuple[int, Any]]:
-    """func(item, *args) on the workers, at most `window` in flight; (index, result) as done.
-
-    The client never holds more than `window` inputs or results, so a job over 260,000
-    structures runs in the memory of a few batches. `resources` (e.g. {"GPU": 1}) sends each
-    task only to workers that declare them.
-    """
-    from distributed import as_completed
-
-    source = enumerate(items)
-    pending: dict[Any, int] = {}
-    queue = as_completed()
-
-    def feed() -> None:
-        while len(pending) < window:
-            nxt = next(source, None)
-            if nxt is None:
-                return
-            future = client.submit(func, nxt[1], *args, pure=False, resources=resources)
-            pending[future] = nxt[0]
-            queue.add(future)
-
-    feed()
-    for future in queue:
-        index = pending.pop(future)
-        result = future.result()
-        yield index, result
-        feed()
 
 
 def worker_count(client: Client) -> int:

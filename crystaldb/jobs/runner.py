@@ -1,0 +1,126 @@
+"""The one way jobs run work on Dask: a bounded window of tasks, results as they finish.
+
+Every job (ingest, graphs, descriptors, kernel tiles, prediction) streams its items through
+`run_window`: at most `window` tasks are in flight, so the client never holds more than a few
+batches of inputs or results, whatever the collection's size (a 260,000-structure screening
+runs in the memory of a few batches). Items are produced lazily, when a slot frees.
+
+With `bisect=True` an item is a list (a chunk) and a task that fails, because its worker
+died in native code (KilledWorker) or the task raised, is split in two and both halves are
+retried first, until the one element that still fails alone is handed back as `Crashed`: a
+crash costs the job one element, never the run. Ingest and graphs use that; kernels and
+prediction need every structure, so there a failure stops the job with its cause.
+Progress is the caller's: it is told each result as it lands.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from crystaldb.platform.cluster import worker_count
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The task of a one-element chunk failed even alone: the element to refuse, and why."""
+
+    error: BaseException
+
+    def describe(self) -> str:
+        """The cause as a message names it: the exception's type and text."""
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """One finished task: the item it was given (a part, after bisection) and its result.
+
+    `index` is the position of the original item in the input stream (halves keep their
+    parent's), so callers that need input order can restore it.
+    """
+
+    index: int
+    item: T
+    result: Any  # the task's return value, or Crashed
+
+
+def run_window(
+    submit: Callable[[T], Future],
+    items: Iterable[T],
+    window: int,
+    *,
+    bisect: bool = False,
+) -> Iterator[Done[T]]:
+    """submit(item) for each item, at most `window` in flight; each result as it finishes."""
+    from distributed import as_completed
+
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    source = enumerate(items)
+    retry: deque[tuple[int, T]] = deque()  # halves of failed chunks go before new items
+    in_flight: dict[Future, tuple[int, T]] = {}
+    queue = as_completed()
+
+    def feed() -> None:
+        while len(in_flight) < window:
+            if retry:
+                index, item = retry.popleft()
+            else:
+                nxt = next(source, None)
+                if nxt is None:
+                    return
+                index, item = nxt
+            future = submit(item)
+            in_flight[future] = (index, item)
+            queue.add(future)
+
+    feed()
+    for future in queue:
+        index, item = in_flight.pop(future)
+        try:
+            result = future.result()
+        except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
+            if not bisect:
+                raise
+            chunk: list[Any] = item  # type: ignore[assignment]  # bisect: items are lists
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                retry.extendleft([(index, chunk[half:]), (index, chunk[:half])])  # type: ignore[list-item]
+                feed()
+                continue
+            result = Crashed(exc)
+        yield Done(index, item, result)
+        feed()
+
+
+def bounded_map(
+    client: Client,
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    window: int,
+    *args: Any,
+    resources: dict[str, float] | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """func(item, *args) on the workers through `run_window`; (index, result) as each is done.
+
+    `resources` (e.g. {"GPU": 1}) sends each task only to workers that declare them.
+    """
+
+    def submit(item: Any) -> Future:
+        return client.submit(func, item, *args, pure=False, resources=resources)
+
+    for done in run_window(submit, items, window):
+        yield done.index, done.result
+
+
+def window_for(client: Client, per_worker: int = 2) -> int:
+    """Tasks in flight for a cluster: two per worker keep each busy while results land."""
+    return per_worker * worker_count(client)

@@ -1,0 +1,96 @@
+"""The one runner every job uses, on a local cluster of real worker processes.
+
+A task that kills its worker (os._exit, as a segfault in native code would) costs one element
+when chunks are bisected, and stops the job with its cause when they are not; the window
+bounds what the client holds however long the stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from distributed import Client, Future
+
+from crystaldb.jobs.runner import Crashed, bounded_map, run_window, window_for
+from crystaldb.platform.cluster import dask_client
+from crystaldb.platform.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+POISON = 13
+
+
+def squares_or_die(chunk: list[int]) -> list[int]:
+    """Squares; the worker process dies outright on the poison value."""
+    if POISON in chunk:
+        os._exit(1)
+    return [n * n for n in chunk]
+
+
+def fails_on_poison(n: int) -> int:
+    """An ordinary exception, raised by the task itself."""
+    if n == POISON:
+        raise ValueError(f"cannot take {n}")
+    return n + 1
+
+
+def plus_one(n: int) -> int:
+    """The simplest task."""
+    return n + 1
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("runner"), dask_workers=2)
+    with dask_client(settings) as running:
+        yield running
+
+
+def test_a_chunk_that_kills_its_worker_is_bisected_down_to_the_one_element(
+    client: Client,
+) -> None:
+    chunks = [list(range(start, start + 8)) for start in range(0, 32, 8)]  # 13 in the second
+
+    def submit(chunk: list[int]) -> Future:
+        return client.submit(squares_or_die, chunk, pure=False)
+
+    done = list(run_window(submit, chunks, window=2, bisect=True))
+    crashed = [d for d in done if isinstance(d.result, Crashed)]
+    assert [d.item for d in crashed] == [[POISON]]
+    assert crashed[0].index == 1  # halves keep the position of the chunk they came from
+    assert "KilledWorker" in crashed[0].result.describe()
+    squares = sorted(n for d in done if not isinstance(d.result, Crashed) for n in d.result)
+    assert squares == sorted(n * n for n in range(32) if n != POISON)  # nothing lost or doubled
+
+
+def test_without_bisection_a_failure_stops_the_job_with_its_cause(client: Client) -> None:
+    with pytest.raises(ValueError, match="cannot take 13"):
+        list(bounded_map(client, fails_on_poison, range(20), 3))
+
+
+def test_the_window_bounds_what_is_in_flight_and_every_index_comes_back(
+    client: Client,
+) -> None:
+    pulled = 0
+
+    def stream() -> Iterator[int]:
+        nonlocal pulled
+        for n in range(50):
+            pulled += 1
+            yield n
+
+    window = window_for(client)
+    assert window == 4  # two per worker
+    seen = []
+    for index, result in bounded_map(client, plus_one, stream(), window):
+        assert pulled - len(seen) <= window  # never more than `window` taken and not returned
+        assert result == index + 1
+        seen.append(index)
+    assert sorted(seen) == list(range(50))
+
+
+def test_a_window_below_one_is_refused(client: Client) -> None:
+    with pytest.raises(ValueError, match="window must be at least 1, not 0"):
+        list(run_window(lambda n: client.submit(abs, n), [1], 0))
