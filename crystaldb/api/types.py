@@ -537,6 +537,13 @@ class RunType:
         """Paths, token names and arguments: for operators."""
         return self.row.parameters if await info.context.authenticated() else None
 
+    @strawberry.field(
+        graphql_type=JSON | None, description=f"What the job made: counts, ids, metrics; {PRIVATE}"
+    )
+    async def results(self, info: Info) -> dict[str, Any] | None:
+        """Counts and ids of what it wrote: for operators, as the arguments are."""
+        return self.row.results if await info.context.authenticated() else None
+
     @strawberry.field(graphql_type=JSON | None, description=f"Library name to version; {PRIVATE}")
     async def software(self, info: Info) -> dict[str, Any] | None:
         """Exact versions: for operators."""

@@ -39,7 +39,8 @@ class Run(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text, server_default="running")
-    parameters: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    parameters: Mapped[dict[str, Any]] = mapped_column(server_default="{}")  # inputs, as given
+    results: Mapped[dict[str, Any]] = mapped_column(server_default="{}")  # outputs, at the end
     software: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     host: Mapped[str] = mapped_column(Text)
     # The process that ran it, so a job killed outright (SIGKILL) can be told from one running.
@@ -75,7 +76,8 @@ def track_run(
     """Open a `runs` row before the work and close it after, so a crash is a visible failure.
 
     The row is committed in its own transaction before the job starts, so it survives
-    whatever the job's own transactions do; `results` are merged into its parameters.
+    whatever the job's own transactions do; what the job puts in `results` is stored in the
+    row's own `results` column, its inputs (`parameters`) left as they were given.
     """
     reap_vanished_runs(db)
     with db.session() as session:
@@ -99,13 +101,12 @@ def track_run(
 
 
 def _finish(db: Database, handle: RunHandle, status: str, error: str | None) -> None:
-    """Stamp the end of a run; results recorded by the job go into its parameters."""
+    """Stamp the end of a run, with the results the job recorded (kept apart from its inputs)."""
     with db.session() as session:
         finished_at = session.scalar(select(func.now()))
         run = session.get_one(Run, handle.id)
         run.status, run.error, run.finished_at = status, error, finished_at
-        if handle.results:
-            run.parameters = {**run.parameters, **handle.results}
+        run.results = dict(handle.results)
 
 
 def reap_vanished_runs(db: Database) -> list[int]:

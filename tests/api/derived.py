@@ -105,6 +105,7 @@ def add_models(db: Database, release: tuple[str, str]) -> None:
                     )
                     session.add(model)
                     session.flush()
+                    train_run.results["model_id"] = model.id
                     predicted = structures if index == 0 else structures[::2]
                     values = _predict(predicted, columns, coef)
                     session.add_all(

@@ -18,7 +18,7 @@ MODEL_FIELDS = """
   id name architecture property hyperparameters split metrics weightsUri weightsSha256
   libraries libraryVersions device createdAt
   release { name version members }
-  run { id kind status parameters }
+  run { id kind status parameters results }
 """
 
 
@@ -48,6 +48,7 @@ def test_models_with_metrics_release_and_run(api: Api) -> None:
             "kind": "api-test-train",
             "status": "succeeded",
             "parameters": None,  # for operators only (below)
+            "results": None,
         }
         assert "numpy" in model["libraries"] and model["libraryVersions"] is None
         assert model["weightsUri"] is None and model["device"] == "cpu"
@@ -55,7 +56,8 @@ def test_models_with_metrics_release_and_run(api: Api) -> None:
         m["name"]: m for m in api.operator_data(f"{{ models {{ {MODEL_FIELDS} }} }}")["models"]
     }
     for name, model in operator.items():
-        assert model["run"]["parameters"] == {"model": name}
+        assert model["run"]["parameters"] == {"model": name}  # the inputs as given
+        assert model["run"]["results"] == {"model_id": int(model["id"])}  # the outputs, apart
         assert model["libraryVersions"]["numpy"] == np.__version__
 
 

@@ -462,13 +462,13 @@ def test_build_graphs_stores_the_pure_functions_arrays_once(
     assert _graph_rows(db, "knn:12,8.0") == 8
     with db.session() as session:
         runs = session.execute(
-            select(Run.id, Run.status, Run.parameters).where(Run.kind == "graphs")
+            select(Run.id, Run.status, Run.results).where(Run.kind == "graphs")
         ).all()
         recipes = session.execute(select(GraphRecipe.name, GraphRecipe.library)).all()
         run_ids = set(session.scalars(select(QuotientGraph.run_id)))
     assert [status for _, status, _ in runs] == ["succeeded", "succeeded"]
     assert run_ids == {summary.run_id}
-    assert runs[0].parameters["built"] == 8 and runs[1].parameters["built"] == 0
+    assert runs[0].results["built"] == 8 and runs[1].results["built"] == 0
     assert recipes == [("knn:12,8.0", "pymatgen")]
 
     with pytest.raises(GraphsMissing, match=r"crystaldb graphs build --recipe radius:5.0"):

@@ -119,7 +119,7 @@ def test_every_input_ends_in_exactly_one_place_and_a_rerun_adds_nothing(
         assert batch.finished_at is not None
         run = session.get_one(Run, first.run_id)
         assert run.status == "succeeded" and run.kind == "ingest"
-        assert run.parameters["stored"] == c.stored
+        assert run.results["stored"] == c.stored
         cod_ids = set(session.scalars(select(ExternalId.external_id)))
     assert "1000002" in cod_ids
 

@@ -77,7 +77,7 @@ def test_predict_writes_every_structure_with_its_run(jarvis: LabelledDatabase, t
         ).all()
         run = session.get_one(Run, run_id)
         assert run.kind == "predict" and run.device == "cpu"
-        assert run.parameters["written"] == written
+        assert run.results["written"] == written
     stored = dict(rows)
     assert [stored[s] for s in selection.structure_ids] == pytest.approx(expected.tolist())
 

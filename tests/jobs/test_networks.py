@@ -163,7 +163,7 @@ def test_predict_writes_rows_with_run_device_and_batch_size(
     with jarvis.db.session() as session:
         run = session.get_one(Run, run_id)
         assert (run.kind, run.status, run.device) == ("predict", "succeeded", "cpu")
-        assert run.parameters["batch_size"] == 16 and run.parameters["devices"] == ["cpu"]
+        assert run.parameters["batch_size"] == 16 and run.results["devices"] == ["cpu"]
         rows = dict(
             session.execute(
                 select(Prediction.structure_id, Prediction.value).where(Prediction.run_id == run_id)

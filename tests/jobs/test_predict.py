@@ -45,10 +45,10 @@ def test_tasks_go_only_to_the_workers_that_declare_a_gpu(
     with jarvis.db.session() as session:
         run = session.get_one(Run, run_id)
         assert run.parameters["gpu_workers"] == 1
-        assert run.parameters["workers"] == ["gpu-worker"]
+        assert run.results["workers"] == ["gpu-worker"]
         # the device the worker used, which is the one its torch offers (same environment)
         used = "cuda" if torch.cuda.is_available() else "cpu"
-        assert run.parameters["devices"] == [used] and run.device == used
+        assert run.results["devices"] == [used] and run.device == used
         stored = dict(
             session.execute(
                 select(Prediction.structure_id, Prediction.value).where(Prediction.run_id == run_id)

@@ -27,7 +27,8 @@ def test_successful_job_is_recorded_with_provenance(db: Database) -> None:
     run = _run(db, handle.id)
     assert run.status == "succeeded"
     assert run.finished_at is not None and run.finished_at >= run.started_at
-    assert run.parameters == {"files": 3, "stored": 2}
+    assert run.parameters == {"files": 3}  # the inputs, exactly as given
+    assert run.results == {"stored": 2}  # the outputs, apart
     assert {"python", "crystaldb", "sqlalchemy", "psycopg"} <= set(run.software)
     assert run.host and run.device == "cpu" and run.error is None
 
