@@ -39,7 +39,7 @@ from crystaldb.jobs.runner import bounded_map
 from crystaldb.platform.cluster import dask_client, worker_count
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore, open_array_uri, uri_exists
+from crystaldb.platform.store import ArtifactStore, Keys, open_array_uri, uri_exists
 from crystaldb.query.selection import batches, load_cells, release_labels, select_structures
 from crystaldb.schema import DescriptorSet, KernelMatrix, Release
 from crystaldb.schema.releases import ReleaseRef
@@ -221,7 +221,7 @@ def build_descriptors(
         session.add(row)
         session.flush()
         set_id = row.id
-    key = f"descriptors/{set_id}"
+    key = Keys.descriptors(set_id)
     width = hypers.block_width
     chunk_rows = max(1, (8 << 20) // (8 * width))  # ~8 MB chunks of block values
     values = store.create_array(f"{key}/values", (0, width), (chunk_rows, width))
@@ -394,7 +394,7 @@ def _find_or_create_kernel(
         session.add(row)
         session.flush()
         kernel_id = row.id
-        key = f"kernels/{kernel_id}"
+        key = Keys.kernel(kernel_id)
         row.array_uri = matrix_uri = store.uri(f"{key}/matrix")
     store.create_array(f"{key}/matrix", (len(rows), len(cols)), (tile, tile), compressed=False)
     grid = (-(-len(rows) // tile), -(-len(cols) // tile))

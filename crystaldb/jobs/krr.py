@@ -45,7 +45,7 @@ from crystaldb.jobs.kernels import KERNEL_KIND, KernelError, read_spectra
 from crystaldb.jobs.models import ModelError, model_row, read_weights, store_model
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore, open_array_uri
+from crystaldb.platform.store import ArtifactStore, Keys, open_array_uri
 from crystaldb.query.selection import Selection, release_labels, select_structures
 from crystaldb.schema import DescriptorSet, KernelMatrix, Model
 from crystaldb.schema.runs import track_run
@@ -256,7 +256,7 @@ def train_krr(
         )
         if metrics.get("learning_curve"):
             plot = learning_curve_png(metrics["learning_curve"], baseline, model_name)
-            store.put_bytes(f"models/{model_name}-learning-curve.png", plot)
+            store.put_bytes(Keys.learning_curve(model_name), plot)
         run.results.update(model_id=model_id, regularisation=cv.best, nystrom=nystrom)
     return TrainSummary(
         model_id=model_id,
@@ -267,7 +267,7 @@ def train_krr(
         metrics=metrics.get("test", {}),
         baseline_mae=baseline,
         learning_curve=metrics.get("learning_curve", []),
-        plot_uri=store.uri(f"models/{model_name}-learning-curve.png")
+        plot_uri=store.uri(Keys.learning_curve(model_name))
         if metrics.get("learning_curve")
         else None,
         nystrom=nystrom,

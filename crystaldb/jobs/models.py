@@ -16,7 +16,7 @@ from sqlalchemy import select
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.provenance import software_versions
 from crystaldb.platform.database import Database
-from crystaldb.platform.store import ArtifactStore, read_uri
+from crystaldb.platform.store import ArtifactStore, Keys, read_uri
 from crystaldb.schema import Model, Release
 from crystaldb.schema.releases import ReleaseRef
 
@@ -47,7 +47,7 @@ def store_model(
 ) -> tuple[int, str]:
     """Weights to the artifact store (sha256 kept), then the model row; (id, weights URI)."""
     check_name_free(db, name)
-    key = f"models/{name}.{suffix}"
+    key = Keys.weights(name, suffix)
     sha = store.put_bytes(key, weights)
     with db.session() as session:
         model = Model(

@@ -39,7 +39,7 @@ from crystaldb.jobs.models import ModelError, check_name_free, model_row, read_w
 from crystaldb.platform.cluster import worker_threads
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.platform.store import ArtifactStore
+from crystaldb.platform.store import ArtifactStore, Keys
 from crystaldb.query.selection import Selection, load_cells, release_labels, select_structures
 from crystaldb.schema import Model
 from crystaldb.schema.runs import track_run
@@ -146,7 +146,7 @@ def train_nn(
         fit_set, validation_set, test_set = _datasets(
             db, settings, model_hypers.recipe, ids, labels, rows, workers
         )
-        checkpoint = Checkpoint(store, f"checkpoints/{name or fingerprint}.pt", fingerprint)
+        checkpoint = Checkpoint(store, Keys.checkpoint(name or fingerprint), fingerprint)
         fitted = fit_network(
             model_hypers, config, fit_set, validation_set, run_device, checkpoint, on_epoch
         )

@@ -22,6 +22,39 @@ from crystaldb.core.errors import ArtifactUnavailable, ConfigError
 _UNREACHABLE = (OSError, ValueError, ImportError)  # missing, unreadable, unknown protocol
 
 
+class Keys:
+    """The one key scheme of the store: where each kind of artifact is written.
+
+    Only writers use it: the full URI of what they wrote goes on the database row, and
+    readers open that URI, never a key rebuilt here.
+    """
+
+    @staticmethod
+    def descriptors(set_id: int) -> str:
+        """A descriptor set's folder: values, keys, indptr and norms arrays."""
+        return f"descriptors/{set_id}"
+
+    @staticmethod
+    def kernel(kernel_id: int) -> str:
+        """A kernel's folder; its matrix array is `matrix` inside."""
+        return f"kernels/{kernel_id}"
+
+    @staticmethod
+    def weights(model_name: str, suffix: str) -> str:
+        """A model's weights file (npz for KRR, pt for the networks)."""
+        return f"models/{model_name}.{suffix}"
+
+    @staticmethod
+    def learning_curve(model_name: str) -> str:
+        """A model's learning-curve figure."""
+        return f"models/{model_name}-learning-curve.png"
+
+    @staticmethod
+    def checkpoint(name: str) -> str:
+        """A network's resumable training state, removed once the model is stored."""
+        return f"checkpoints/{name}.pt"
+
+
 class ArtifactStore:
     """Keys are relative paths ('kernels/3.zarr'); URIs are what the database records."""
 
