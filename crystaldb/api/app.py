@@ -1,7 +1,8 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql and a health check at /health,
-behind the HTTP rules of `http` (bounded bodies, uploads with a token) and, when origins are
-configured, CORS. There is no websocket route: the schema has no subscriptions, and a
-websocket would carry queries past the HTTP rules."""
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql, OPTIMADE under /optimade/
+(`crystaldb.api.optimade`) and a health check at /health, behind the HTTP rules of `http`
+(bounded bodies, uploads with a token) and, when origins are configured, CORS. There is no
+websocket route: the schema has no subscriptions, and a websocket would carry queries past the
+HTTP rules."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
@@ -25,6 +26,7 @@ from strawberry.asgi import GraphQL
 from crystaldb.api.auth import parse_authorization
 from crystaldb.api.http import BoundedRequests
 from crystaldb.api.loaders import Context
+from crystaldb.api.optimade import routes as optimade_routes
 from crystaldb.api.schema import build_schema
 from crystaldb.platform.database import Database, ping
 from crystaldb.platform.settings import Settings, load_settings
@@ -92,7 +94,8 @@ def create_app(
     if schema is None:
         schema = build_schema(max_cost=settings.api_max_cost, timeout=settings.api_timeout)
     graphql = _GraphQL(db, schema, settings)
-    routes = [_health(db), Route("/graphql", graphql, methods=["GET", "POST"])]
+    routes: list[BaseRoute] = [_health(db), Route("/graphql", graphql, methods=["GET", "POST"])]
+    routes += optimade_routes(db)
     middleware = [
         Middleware(
             BoundedRequests,

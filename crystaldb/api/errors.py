@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from graphql import GraphQLError
 
 from crystaldb.core.errors import CrystaldbError
-from crystaldb.query.filters import FilterError
+from crystaldb.query.ast import FilterError
 
 MASKED_MESSAGE = "Internal server error; the server log has the details."
 ECHO_CHARACTERS = 60  # of a user's value quoted back in an error message

@@ -19,8 +19,7 @@ from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 from crystaldb.api.errors import ApiError
 from crystaldb.core.lru import Lru
 from crystaldb.core.records import FLAGS
-from crystaldb.query.filters import (
-    DEFAULT_FUNCTIONAL,
+from crystaldb.query.ast import (
     And,
     Comparison,
     ElementsTest,
@@ -31,8 +30,9 @@ from crystaldb.query.filters import (
     Node,
     Op,
     Value,
-    to_sql,
 )
+from crystaldb.query.fields import DEFAULT_FUNCTIONAL
+from crystaldb.query.sql import to_sql
 from crystaldb.schema.ml import Model, Prediction
 from crystaldb.schema.structures import Structure
 

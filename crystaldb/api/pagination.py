@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Executable, func, select, tuple_
 
 from crystaldb.api.errors import ApiError, shorten
 from crystaldb.api.loaders import SUMMARY_COLUMNS, SUMMARY_NAMES
-from crystaldb.query.filters import DEFAULT_FUNCTIONAL
+from crystaldb.query.fields import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.structures import Structure
 

@@ -64,7 +64,7 @@ from crystaldb.api.types import (
 )
 from crystaldb.jobs.kernels import KernelError
 from crystaldb.jobs.similarity import similar as similar_structures
-from crystaldb.query.filters import DEFAULT_FUNCTIONAL
+from crystaldb.query.fields import DEFAULT_FUNCTIONAL
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model
 from crystaldb.schema.releases import Release

@@ -18,7 +18,7 @@ from crystaldb.core.cell import Cell
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.database import Database
-from crystaldb.query.filters import where as where_clause
+from crystaldb.query.sql import where as where_clause
 from crystaldb.schema import Label, Release, ReleaseMember, Structure
 from crystaldb.schema.releases import ReleaseError, ReleaseRef
 

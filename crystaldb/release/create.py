@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crystaldb.core.splits import assign, parse_split
 from crystaldb.platform.database import Database, copy_connection
-from crystaldb.query.filters import where as parse_where
+from crystaldb.query.sql import where as parse_where
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Source, Structure
 from crystaldb.schema.releases import ReleaseError, check_new_release
 from crystaldb.schema.runs import track_run

@@ -36,21 +36,14 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def _describe_fields() -> str:
-    """The field table as plain text, wherever the filter language lives now."""
+    """The field table as plain text, from the filter language's field table."""
     try:
         from crystaldb.query.fields import describe_fields
-    except ImportError:
-        try:
-            from crystaldb.query.filters import describe_fields
-        except ImportError:
-            try:
-                from crystaldb.schema.filters import describe_fields
-            except ImportError as exc:
-                raise PluginError(
-                    "docs/hooks/reference.py: cannot import describe_fields from "
-                    "crystaldb.query.fields, crystaldb.query.filters or "
-                    f"crystaldb.schema.filters ({exc}); is crystaldb installed?"
-                ) from exc
+    except ImportError as exc:
+        raise PluginError(
+            "docs/hooks/reference.py: cannot import describe_fields from "
+            f"crystaldb.query.fields ({exc}); is crystaldb installed?"
+        ) from exc
     return describe_fields()
 
 

@@ -26,13 +26,7 @@ from crystaldb.core.records import CRYSTAL_SYSTEMS, FLAGS, LabelSpec, StructureR
 from crystaldb.core.spacegroups import stored_symbol
 from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database
-from crystaldb.query.filters import (
-    DEFAULT_FUNCTIONAL,
-    ELEMENT_SYMBOLS,
-    FIELDS,
-    MAX_DEPTH,
-    MAX_LENGTH,
-    MAX_LIST,
+from crystaldb.query.ast import (
     And,
     Comparison,
     ElementsTest,
@@ -42,11 +36,18 @@ from crystaldb.query.filters import (
     Node,
     Not,
     Or,
-    describe_fields,
-    parse,
-    to_sql,
-    where,
 )
+from crystaldb.query.fields import (
+    DEFAULT_FUNCTIONAL,
+    ELEMENT_SYMBOLS,
+    FIELDS,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    MAX_LIST,
+    describe_fields,
+)
+from crystaldb.query.grammar import parse
+from crystaldb.query.sql import to_sql, where
 from crystaldb.schema import (
     Calculation,
     ExternalId,

@@ -17,8 +17,9 @@ from crystaldb.core.splits import SplitError
 from crystaldb.jobs.ingest import ingest_omdb_gap1, ingest_paths
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
-from crystaldb.query.filters import FilterError, where
+from crystaldb.query.ast import FilterError
 from crystaldb.query.selection import find_release, select_structures
+from crystaldb.query.sql import where
 from crystaldb.release.create import create_release
 from crystaldb.release.export import export_release
 from crystaldb.release.load import diff_releases, load_release

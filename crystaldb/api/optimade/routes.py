@@ -1,0 +1,201 @@
+"""The OPTIMADE endpoints (info, info/structures, structures, structures/{id}, links, versions)
+under /optimade/v1/ and the unversioned /optimade/, over the same database as GraphQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from optimade.models import (
+    EntryInfoResponse,
+    InfoResponse,
+    LinksResponse,
+    StructureResource,
+    StructureResponseMany,
+    StructureResponseOne,
+)
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from crystaldb.api.optimade import queries
+from crystaldb.api.optimade.entries import StoredStructure, attributes
+from crystaldb.api.optimade.filters import FilterError, NotImplementedFilter, compile_filter
+from crystaldb.api.optimade.responses import (
+    base_url,
+    error,
+    info_resource,
+    json_response,
+    meta,
+    structures_info,
+)
+from crystaldb.platform.database import Database
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 500
+_ALWAYS = ("id", "type")  # members every entry keeps, whatever response_fields says
+
+
+class _Refused(Exception):
+    """A request answered with an OPTIMADE error."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _integer(request: Request, name: str, default: int) -> int:
+    """A non-negative whole-number query parameter."""
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdecimal():
+        raise _Refused(400, f"{name} must be a non-negative whole number, not {text[:40]!r}")
+    return int(text)
+
+
+def _common(request: Request) -> None:
+    """Query parameters every endpoint refuses when it cannot honour them."""
+    fmt = request.query_params.get("response_format")
+    if fmt not in (None, "", "json"):
+        raise _Refused(400, f"response_format {fmt[:40]!r} is not served; use json")
+    if request.query_params.get("sort"):
+        raise _Refused(501, "sort is not supported yet: entries come in id order")
+
+
+def _resource(row: StoredStructure, fields: set[str] | None) -> dict[str, Any]:
+    """One structure resource, checked by the optimade model, cut to `fields` if given."""
+    model = StructureResource(
+        id=str(row.id), type="structures", attributes=attributes(row)
+    )  # fmt: skip
+    data = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    if fields is not None:
+        data["attributes"] = {k: v for k, v in data["attributes"].items() if k in fields}
+    return data
+
+
+def _fields(request: Request) -> set[str] | None:
+    """The attributes response_fields asks for, or None for all."""
+    text = request.query_params.get("response_fields")
+    if not text:
+        return None
+    return {name.strip() for name in text.split(",") if name.strip()} - set(_ALWAYS)
+
+
+def _next_link(request: Request, offset: int, limit: int) -> str:
+    """The URL of the next page, with every other parameter kept."""
+    params = dict(request.query_params)
+    params["page_offset"] = str(offset + limit)
+    params["page_limit"] = str(limit)
+    params.pop("page_cursor", None)
+    return f"{base_url(request)}/structures?{urlencode(params)}"
+
+
+def _handlers(db: Database) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+    """The endpoint functions, closed over the database."""
+
+    def in_session(work: Callable[[Any], Any]) -> Awaitable[Any]:
+        def run() -> Any:
+            with db.session() as session:
+                return work(session)
+
+        return asyncio.to_thread(run)
+
+    async def info(request: Request) -> Response:
+        return json_response(InfoResponse(data=info_resource(request), meta=meta(request, 1)))
+
+    async def entry_info(request: Request) -> Response:
+        body = EntryInfoResponse(data=structures_info(), meta=meta(request, 1))
+        return json_response(body)
+
+    async def links(request: Request) -> Response:
+        return json_response(LinksResponse(data=[], meta=meta(request, 0)))
+
+    async def versions(request: Request) -> Response:
+        return PlainTextResponse("version\n1\n", media_type="text/csv; header=present")
+
+    async def structures(request: Request) -> Response:
+        _common(request)
+        limit = _integer(request, "page_limit", DEFAULT_LIMIT)
+        if limit > MAX_LIMIT:
+            raise _Refused(403, f"page_limit {limit} is above the maximum, {MAX_LIMIT}")
+        offset = _integer(request, "page_offset", 0)
+        text = request.query_params.get("filter", "").strip()
+
+        def work(session: Any) -> Any:
+            compiled = compile_filter(text, lambda c: queries.distinct(session, c))
+            found = queries.page(session, compiled.clause, offset, limit)
+            return compiled.warnings, found, queries.total(session)
+
+        warnings, found, available = await in_session(work)
+        fields = _fields(request)
+        data = [_resource(row, fields) for row in found.rows]
+        links = {"next": _next_link(request, offset, limit) if found.more else None}
+        body = StructureResponseMany(
+            data=data,
+            meta=meta(request, found.returned, found.more, warnings, available),
+            links=links,
+        )
+        return json_response(body)
+
+    async def structure(request: Request) -> Response:
+        _common(request)
+        sid = request.path_params["entry_id"]
+        row = None
+        if re.fullmatch(r"\d{1,18}", sid):
+            row = await in_session(lambda session: queries.one(session, int(sid)))
+        if row is None:
+            raise _Refused(404, f"no structure has id {sid[:40]!r}")
+        body = StructureResponseOne(
+            data=_resource(row, _fields(request)), meta=meta(request, 1)
+        )  # fmt: skip
+        return json_response(body)
+
+    return {
+        "info": info,
+        "info/structures": entry_info,
+        "links": links,
+        "versions": versions,
+        "structures": structures,
+        "structures/{entry_id}": structure,
+    }
+
+
+def _guarded(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The handler, with refusals and filter errors answered as OPTIMADE errors."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return error(request, refused.status, refused.detail)
+        except FilterError as bad:
+            return error(request, 400, str(bad))
+        except NotImplementedFilter as missing:
+            return error(request, 501, str(missing))
+
+    return guarded
+
+
+async def _unsupported_version(request: Request) -> Response:
+    """553 for a version other than v1 (/optimade/v2/...), 404 for other paths."""
+    version = request.path_params["version"]
+    if version != "v1" and re.fullmatch(r"v\d+(\.\d+){0,2}", version):
+        return error(request, 553, f"version {version[:20]} is not served; use v1")
+    return error(request, 404, f"nothing at {request.url.path[:80]}")
+
+
+def routes(db: Database) -> list[BaseRoute]:
+    """Every OPTIMADE route, versioned and unversioned."""
+    found: list[BaseRoute] = []
+    for path, handler in _handlers(db).items():
+        for prefix in ("/optimade/v1", "/optimade"):
+            found.append(Route(f"{prefix}/{path}", _guarded(handler), methods=["GET"]))
+    found.append(Route("/optimade/{version}/{rest:path}", _unsupported_version, methods=["GET"]))
+    return found

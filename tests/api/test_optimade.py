@@ -1,0 +1,177 @@
+"""The OPTIMADE endpoints over the test database: shapes, paging, errors, and filters checked
+against a Python oracle over the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from optimade.models import StructureResponseMany, StructureResponseOne
+from optimade.models.utils import anonymize_formula, reduce_formula
+from pymatgen.core import Composition
+
+from tests.api.conftest import Api, Row
+
+BASE = "/optimade/v1"
+
+
+def _get(api: Api, path: str, status: int = 200, **params: Any) -> dict[str, Any]:
+    """GET an OPTIMADE path; the decoded body, after checking the status."""
+    response = api.client.get(f"{api.url}{path}", params=params)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def _all_ids(api: Api, text: str) -> list[int]:
+    """Every id a filter selects, page after page."""
+    ids: list[int] = []
+    offset = 0
+    while True:
+        body = _get(api, f"{BASE}/structures", filter=text, page_limit=500, page_offset=offset)
+        ids += [int(entry["id"]) for entry in body["data"]]
+        if not body["meta"]["more_data_available"]:
+            assert body["meta"]["data_returned"] == len(ids)
+            return ids
+        offset += 500
+
+
+def _formula(row: Row) -> str:
+    """The row's composition as an alphabetical formula (pymatgen reads the stored one)."""
+    amounts = Composition(row.columns["reduced_formula"]).get_el_amt_dict()
+    return "".join(f"{el}{int(n)}" for el, n in sorted(amounts.items()))
+
+
+def _pbe(row: Row) -> list[float]:
+    return row.gaps.get("PBE", [])
+
+
+Oracle = Callable[[Row], bool]
+CASES: list[tuple[str, Oracle]] = [
+    ('elements HAS "C"', lambda r: "C" in r.columns["elements"]),
+    ('elements HAS ALL "C", "H", "N"', lambda r: {"C", "H", "N"} <= set(r.columns["elements"])),
+    ('elements HAS ANY "Cu", "Zn"', lambda r: bool({"Cu", "Zn"} & set(r.columns["elements"]))),
+    ('elements HAS ONLY "C", "H", "O"', lambda r: set(r.columns["elements"]) <= {"C", "H", "O"}),
+    ("elements LENGTH 3", lambda r: r.columns["nelements"] == 3),
+    (
+        "nelements >= 4 AND nsites < 100",
+        lambda r: r.columns["nelements"] >= 4 and r.columns["nsites"] < 100,
+    ),
+    ("NOT nsites <= 50", lambda r: not r.columns["nsites"] <= 50),
+    ("50 > nsites", lambda r: r.columns["nsites"] < 50),
+    ("_crystaldb_space_group_number = 14", lambda r: r.columns["spacegroup_number"] == 14),
+    (
+        "NOT _crystaldb_space_group_number = 14",
+        lambda r: r.columns["spacegroup_number"] != 14,
+    ),
+    ("_crystaldb_band_gap_pbe > 2", lambda r: any(g > 2 for g in _pbe(r))),
+    (
+        '_crystaldb_band_gap_pbe > 2 AND elements HAS ALL "C","H","N"',
+        lambda r: any(g > 2 for g in _pbe(r)) and {"C", "H", "N"} <= set(r.columns["elements"]),
+    ),
+    ("_crystaldb_band_gap_pbe IS KNOWN", lambda r: bool(_pbe(r))),
+    ("_crystaldb_cod_id IS UNKNOWN", lambda r: not any(db == "cod" for db, _ in r.ids)),
+    (
+        '_crystaldb_crystal_system = "monoclinic" OR nelements = 2',
+        lambda r: r.columns["crystal_system"] == "monoclinic" or r.columns["nelements"] == 2,
+    ),
+    (
+        'chemical_formula_reduced STARTS WITH "C"',
+        lambda r: reduce_formula(_formula(r)).startswith("C"),
+    ),
+    ('chemical_formula_anonymous = "AB"', lambda r: anonymize_formula(_formula(r)) == "AB"),
+    ('chemical_formula_hill CONTAINS "N2"', lambda r: "N2" in r.columns["hill_formula"]),
+    ("nperiodic_dimensions = 3 AND NOT nsites > 30", lambda r: r.columns["nsites"] <= 30),
+    ("_otherdb_field = 2", lambda r: False),
+    ("NOT _otherdb_field = 2", lambda r: True),
+    ('id = "3" OR id = "5"', lambda r: r.id in (3, 5)),
+    ('id STARTS WITH "1"', lambda r: str(r.id).startswith("1")),
+]
+
+
+@pytest.mark.parametrize(("text", "oracle"), CASES, ids=[c[0] for c in CASES])
+def test_filters_match_the_oracle(api: Api, text: str, oracle: Oracle) -> None:
+    expected = sorted(row.id for row in api.rows.values() if oracle(row))
+    assert sorted(_all_ids(api, text)) == expected
+
+
+def test_formula_equality_uses_optimade_spelling(api: Api) -> None:
+    row = next(iter(api.rows.values()))
+    reduced = reduce_formula(_formula(row))
+    ids = _all_ids(api, f'chemical_formula_reduced = "{reduced}"')
+    assert row.id in ids
+    assert all(reduce_formula(_formula(api.rows[i])) == reduced for i in ids)
+
+
+def test_structures_page_is_a_valid_optimade_response(api: Api) -> None:
+    body = _get(api, f"{BASE}/structures", page_limit=3)
+    StructureResponseMany(**body)
+    assert len(body["data"]) == 3
+    meta = body["meta"]
+    assert meta["api_version"] == "1.2.0"
+    assert meta["data_returned"] == len(api.rows)
+    assert meta["more_data_available"] is True
+    assert meta["provider"]["prefix"] == "crystaldb"
+    assert "page_offset=3" in body["links"]["next"]
+    attributes = body["data"][0]["attributes"]
+    assert attributes["elements"] == sorted(attributes["elements"])
+    assert attributes["nsites"] == len(attributes["cartesian_site_positions"])
+    second = _get(api, f"{BASE}/structures", page_limit=3, page_offset=3)
+    assert {e["id"] for e in second["data"]}.isdisjoint({e["id"] for e in body["data"]})
+
+
+def test_single_structure_and_its_fields(api: Api) -> None:
+    row = next(r for r in api.rows.values() if _pbe(r) and any(d == "cod" for d, _ in r.ids))
+    body = _get(api, f"/optimade/structures/{row.id}")
+    StructureResponseOne(**body)
+    attributes = body["data"]["attributes"]
+    assert attributes["_crystaldb_space_group_number"] == row.columns["spacegroup_number"]
+    assert attributes["_crystaldb_band_gap_pbe"] in _pbe(row)
+    assert attributes["_crystaldb_cod_id"] in {eid for db, eid in row.ids if db == "cod"}
+    assert attributes["chemical_formula_reduced"] == reduce_formula(_formula(row))
+
+
+def test_response_fields_cut_the_attributes(api: Api) -> None:
+    body = _get(api, f"{BASE}/structures", page_limit=2, response_fields="nsites,elements")
+    for entry in body["data"]:
+        assert set(entry) >= {"id", "type"}
+        assert set(entry["attributes"]) == {"nsites", "elements"}
+
+
+def test_info_links_versions(api: Api) -> None:
+    info = _get(api, f"{BASE}/info")
+    assert info["data"]["attributes"]["api_version"] == "1.2.0"
+    entry = _get(api, "/optimade/info/structures")
+    assert "_crystaldb_band_gap_pbe" in entry["data"]["properties"]
+    assert _get(api, f"{BASE}/links")["data"] == []
+    versions = api.client.get(f"{api.url}/optimade/versions")
+    assert versions.text.splitlines() == ["version", "1"]
+    assert versions.headers["content-type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        (f"{BASE}/structures", {"filter": "nsites >"}, 400),
+        (f"{BASE}/structures", {"filter": "crazyfield = 2"}, 400),
+        (f"{BASE}/structures", {"filter": "_crystaldb_nonsense = 2"}, 400),
+        (f"{BASE}/structures", {"filter": 'elements:elements_ratios HAS "C":0.5'}, 501),
+        (f"{BASE}/structures", {"sort": "nsites"}, 501),
+        (f"{BASE}/structures", {"page_limit": "1000"}, 403),
+        (f"{BASE}/structures", {"page_limit": "x"}, 400),
+        (f"{BASE}/structures/999999999", {}, 404),
+        (f"{BASE}/structures/abc", {}, 404),
+        ("/optimade/v2/info", {}, 553),
+        ("/optimade/v1/v123123/info", {}, 404),
+    ],
+)
+def test_errors(api: Api, path: str, params: dict[str, str], status: int) -> None:
+    body = _get(api, path, status, **params)
+    assert body["errors"][0]["status"] == str(status)
+    assert body["errors"][0]["detail"]
+
+
+def test_unknown_provider_field_warns(api: Api) -> None:
+    body = _get(api, f"{BASE}/structures", filter="_otherdb_x > 1")
+    assert body["data"] == []
+    assert "_otherdb_x" in body["meta"]["warnings"][0]["detail"]
