@@ -45,13 +45,14 @@ from common import cycled, drop_database, fresh_database  # bench/common.py
 import crystaldb
 from crystaldb.core.records import LabelSpec, StructureRecord
 from crystaldb.core.release_data import Member, ReleaseData
+from crystaldb.formats.extxyz import atoms_of
 from crystaldb.formats.payload import process_file
 from crystaldb.jobs.load import write_chunk
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.query.selection import find_release
 from crystaldb.release.create import create_release
-from crystaldb.release.export import atoms_of, export_release
+from crystaldb.release.export import export_release
 from crystaldb.release.load import load_release
 from crystaldb.schema import IngestBatch, Release, migrate
 from crystaldb.schema.runs import track_run

@@ -20,6 +20,9 @@ Whichever reader builds the cell, the block's own statements travel with it: its
 ``formula_sum_mismatch``), and its space-group name against its listed operations
 (declared.py: ``symops_contradict_symbol``).  Deuterium sites (``D``) keep their isotope
 as mass number 2 (isotopes.py).
+
+Writing (`to_cif`, the API's CIF download) goes through pymatgen's CifWriter, partial
+occupancies kept; it cannot state isotopes: pymatgen spells deuterium and tritium as H.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from typing import Any, Literal
 
 import gemmi
 import numpy as np
-from pymatgen.io.cif import CifFile, CifParser
+from ase.data import chemical_symbols
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifFile, CifParser, CifWriter
 
 from crystaldb.core.declared import DeclaredSymmetry, symops_contradict_symbol
 from crystaldb.core.isotopes import mass_number_of_symbol, mass_numbers_or_none
@@ -371,3 +376,12 @@ def _reject(
     """A Rejection whose message starts with the file (and entry) it is about."""
     text = raw if raw is not None else f"{where(path, entry, block_name)}: {message}"
     return Rejection(path=path, entry=entry, reason=str(reason), message=text, sha256=sha256)
+
+
+def to_cif(cell: Any) -> str:
+    """A CIF of a stored cell (lattice, frac_coords, atomic_numbers, occupancies), for download."""
+    symbols = [chemical_symbols[z] for z in cell.atomic_numbers]
+    occupancies = cell.occupancies or [1.0] * len(cell.atomic_numbers)
+    sites = [{symbol: occ} for symbol, occ in zip(symbols, occupancies, strict=True)]
+    structure = Structure(Lattice(cell.lattice), sites, cell.frac_coords)
+    return str(CifWriter(structure))

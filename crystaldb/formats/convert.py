@@ -1,8 +1,14 @@
-"""Turning ASE Atoms and pymatgen Structures into ParsedStructure, the one internal shape."""
+"""Turning ASE Atoms and pymatgen Structures into ParsedStructure, the one internal shape.
+
+Also the contract every text reader keeps (`Parser`, `never_raises`): bad input comes back
+as a Rejection naming the file, never as an exception.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +20,10 @@ from crystaldb.core.isotopes import (
     mass_numbers_from_masses,
     mass_numbers_or_none,
 )
-from crystaldb.core.records import IngestError, ParsedStructure, Reason, where
+from crystaldb.core.records import IngestError, ParsedStructure, Reason, Rejection, where
+
+Parsed = list[ParsedStructure | Rejection]
+Parser = Callable[[str, str, str | None, str | None], Parsed]
 
 # Occupancies within this of 1 are "fully occupied" when deciding whether to keep them at all.
 _FULL = 1e-6
@@ -138,3 +147,42 @@ def parsed_from_pymatgen(
         sha256=sha256,
         flags=flags,
     )
+
+
+def parsed_from_frames(frames: Any, path: str, sha256: str | None, ids: dict[str, str]) -> Parsed:
+    """Convert ASE frames one by one, so one bad frame does not sink the others."""
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        return [_rejection(Reason.NO_ATOMS, path, None, sha256, f"{path}: no structures")]
+    results: Parsed = []
+    for entry, atoms in enumerate(frames):
+        try:
+            results.append(parsed_from_atoms(atoms, path, entry, external_ids=ids, sha256=sha256))
+        except IngestError as error:
+            results.append(Rejection.from_error(error, path, entry, sha256))
+    return results
+
+
+def never_raises(parse: Parser) -> Parser:
+    """Wrap a text parser so bad input comes back as a Rejection, as parse_cif_text does."""
+
+    @functools.wraps(parse)
+    def safe(
+        text: str, path: str, sha256: str | None = None, database: str | None = None
+    ) -> Parsed:
+        try:
+            return parse(text, path, sha256, database)
+        except IngestError as error:
+            return [Rejection.from_error(error, path, None, sha256)]
+        except Exception as error:  # ASE and pymatgen raise anything from ValueError to KeyError
+            message = f"{path}: {type(error).__name__}: {error}"
+            return [_rejection(Reason.PARSE_ERROR, path, None, sha256, message)]
+
+    return safe
+
+
+def _rejection(
+    reason: Reason, path: str, entry: int | None, sha256: str | None, message: str
+) -> Rejection:
+    """A Rejection whose message already names the file."""
+    return Rejection(path=path, entry=entry, reason=str(reason), message=message, sha256=sha256)

@@ -6,7 +6,7 @@ import re
 from pathlib import PurePath
 
 # COD ids are seven digits starting 1-9 (1000000-9999999); files are named <id>.cif.
-_COD_ID = re.compile(r"[1-9]\d{6}")
+COD_ID = re.compile(r"[1-9]\d{6}")
 # JARVIS-DFT ids as in its POSCAR exports: POSCAR-JVASP-1002.vasp or JVASP-1002.vasp.
 _JARVIS_ID = re.compile(r"(?:POSCAR-)?(JVASP-\d+)")
 
@@ -22,7 +22,7 @@ def ids_from_path(path: str, database: str | None = None) -> dict[str, str]:
     stem = name.split(".", 1)[0]
     if database:
         return {database: stem}
-    if _COD_ID.fullmatch(stem) and name.lower().endswith(".cif"):
+    if COD_ID.fullmatch(stem) and name.lower().endswith(".cif"):
         return {"cod": stem}
     jarvis = _JARVIS_ID.fullmatch(stem)
     if jarvis:
@@ -35,4 +35,4 @@ def cod_id_from_tag(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip().strip("'\"")
-    return value if _COD_ID.fullmatch(value) else None
+    return value if COD_ID.fullmatch(value) else None

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from crystaldb.core.records import IngestError, ParsedStructure, Reason, Rejection, StructureRecord
 from crystaldb.core.validate import DEFAULT_LIMITS, DEFAULT_MAX_FILE_BYTES, Limits, validate
+from crystaldb.formats.convert import Parsed
 from crystaldb.formats.files import Payload, check_text, read_input, sha256_bytes
 from crystaldb.formats.omdb_gap1 import read_omdb_gap1
-from crystaldb.formats.readers import Parsed, parser_for
+from crystaldb.formats.readers import SUPPORTED, parser_for
 
 Outcome = StructureRecord | Rejection
-SUPPORTED = ".cif, .xyz, .extxyz, .vasp, POSCAR, CONTCAR, .json"
 
 
 def parse_payload(item: Payload, database: str | None = None) -> Parsed:

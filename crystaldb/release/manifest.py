@@ -11,69 +11,19 @@ identifies the export.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crystaldb.core.release_data import ReleaseData
+from crystaldb.core.release_data import (
+    ReleaseData,
+    label_statistics,
+    labels_of,
+    split_structure_ids,
+)
+from crystaldb.formats.members import dumps
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class LabelStatistics:
-    """Summary of a release's labels, computed exactly so reruns give the same digits."""
-
-    count: int
-    mean: float
-    median: float
-    std: float  # population standard deviation
-    minimum: float
-    maximum: float
-    zeros: int  # labels exactly 0.0 (metals, for band gaps)
-
-    def as_dict(self) -> dict[str, float | int]:
-        """Plain values for JSON."""
-        return {
-            "count": self.count,
-            "mean": self.mean,
-            "median": self.median,
-            "std": self.std,
-            "min": self.minimum,
-            "max": self.maximum,
-            "zeros": self.zeros,
-        }
-
-
-def labels_of(data: ReleaseData) -> list[float]:
-    """The members' labels in release order, members without one left out."""
-    return [float(m.label) for m in data.members if m.label is not None]
-
-
-def label_statistics(labels: list[float]) -> LabelStatistics | None:
-    """Mean, median, std, extremes and exact zeros; fsum so the result is platform-independent."""
-    finite = [x for x in labels if math.isfinite(x)]
-    if not finite:
-        return None
-    n = len(finite)
-    ordered = sorted(finite)
-    mean = math.fsum(finite) / n
-    middle = n // 2
-    median = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    std = math.sqrt(math.fsum((x - mean) ** 2 for x in finite) / n)
-    zeros = sum(1 for x in finite if x == 0.0)
-    return LabelStatistics(n, mean, median, std, ordered[0], ordered[-1], zeros)
-
-
-def split_structure_ids(data: ReleaseData) -> dict[str, list[int]]:
-    """Structure ids per split, each list in release order."""
-    splits: dict[str, list[int]] = {}
-    for member in data.members:
-        splits.setdefault(member.split, []).append(int(member.structure_id))
-    return splits
 
 
 def file_digest(path: Path) -> dict[str, int | str]:
@@ -116,11 +66,6 @@ def build_manifest(data: ReleaseData, fmt: str, folder: Path) -> dict[str, Any]:
         "crystaldb_version": data.crystaldb_version,
         "database": data.database_identity,
     }
-
-
-def dumps(document: Any) -> str:
-    """The one JSON style of release metadata: sorted keys, indent 2, strict, newline at the end."""
-    return json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
 def write_manifest(data: ReleaseData, fmt: str, folder: Path) -> Path:

@@ -11,18 +11,22 @@ version), which is dropped, so the same release gives the same bytes on every ru
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import matplotlib.style
-from ase.data import atomic_numbers
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from crystaldb.core.release_data import ReleaseData
-from crystaldb.release.manifest import LabelStatistics, label_statistics, labels_of
+from crystaldb.core.release_data import (
+    LabelStatistics,
+    ReleaseData,
+    element_counts,
+    label_statistics,
+    labels_of,
+    spacegroup_counts,
+)
 
 ELEMENTS_PNG = "elements.png"
 SPACEGROUPS_PNG = "spacegroups.png"
@@ -58,23 +62,6 @@ def write_plots(data: ReleaseData, folder: Path) -> list[Path]:
             _save(_spacegroups(data), path)
             written.append(path)
     return written
-
-
-def element_counts(data: ReleaseData) -> list[tuple[str, int]]:
-    """(element, structures containing it), most common first, ties by atomic number."""
-    counts = Counter(symbol for m in data.members for symbol in set(m.elements))
-    return sorted(counts.items(), key=lambda item: (-item[1], atomic_numbers.get(item[0], 999)))
-
-
-def spacegroup_counts(data: ReleaseData) -> list[tuple[str, int]]:
-    """('P2_1/c (14)', structures), most common first, ties by space-group number."""
-    counts = Counter(
-        (m.spacegroup_number, m.spacegroup_symbol or "")
-        for m in data.members
-        if m.spacegroup_number is not None
-    )
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0][0], item[0][1]))
-    return [(f"{symbol} ({number})".strip(), n) for (number, symbol), n in ordered]
 
 
 def _new_axes(bottom: float = 0.11) -> tuple[Figure, Axes]:

@@ -14,7 +14,7 @@ from ase import Atoms
 from crystaldb.api.loaders import CELL_COLUMNS, SUMMARY_NAMES
 from crystaldb.core.isotopes import site_masses
 from crystaldb.core.records import FLAGS, ParsedStructure
-from crystaldb.formats.readers import parse_extxyz_text
+from crystaldb.formats.extxyz import parse_extxyz_text
 from tests.api import oracle
 from tests.api.conftest import Api, Row
 from tests.api.test_structures import selected

@@ -20,8 +20,19 @@ SCIENCE = (
     "crystaldb.core.krr",
     "crystaldb.core.krr_model",
     "crystaldb.core.validate",
+    "crystaldb.core.release_data",
     "crystaldb.formats.payload",
     "crystaldb.formats.labels",
+    "crystaldb.formats.readers",
+    "crystaldb.formats.cif",
+    "crystaldb.formats.extxyz",
+    "crystaldb.formats.poscar",
+    "crystaldb.formats.structure_json",
+    "crystaldb.formats.omdb_gap1",
+    "crystaldb.formats.matbench",
+    "crystaldb.formats.optimade_jsonl",
+    "crystaldb.formats.parquet",
+    "crystaldb.formats.members",
 )
 
 

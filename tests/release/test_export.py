@@ -23,12 +23,19 @@ from pymatgen.core import Structure
 
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.records import ParsedStructure, StructureRecord
-from crystaldb.core.release_data import Member, ReleaseData
-from crystaldb.formats.omdb_gap1 import read_omdb_gap1
+from crystaldb.core.release_data import (
+    Member,
+    ReleaseData,
+    element_counts,
+    label_statistics,
+    spacegroup_counts,
+)
+from crystaldb.formats.extxyz import atoms_of
+from crystaldb.formats.omdb_gap1 import read_omdb_gap1, split_rule
 from crystaldb.formats.payload import process_omdb_gap1
 from crystaldb.release import export, plots
 from crystaldb.release.export import FORMATS, ExportError, export_release
-from crystaldb.release.manifest import MANIFEST, label_statistics
+from crystaldb.release.manifest import MANIFEST
 from tests.realdata import REPO
 from tests.release.conftest import member_of, release_of
 
@@ -220,18 +227,18 @@ def test_omdb_gap1_readme_describes_the_release(
 
 def test_split_rule_in_words(release: ReleaseData) -> None:
     members = release.members
-    assert export.split_rule(release) == "first 30 train, last 8 test"
+    assert split_rule(release) == "first 30 train, last 8 test"
     three = [
         dataclasses.replace(m, split="valid") if 20 <= i < 30 else m for i, m in enumerate(members)
     ]
     assert (
-        export.split_rule(dataclasses.replace(release, members=tuple(three)))
+        split_rule(dataclasses.replace(release, members=tuple(three)))
         == "first 20 train, next 10 valid, last 8 test"
     )
     mixed = [
         dataclasses.replace(m, split="test" if i % 2 else "train") for i, m in enumerate(members)
     ]
-    assert export.split_rule(dataclasses.replace(release, members=tuple(mixed))).startswith(
+    assert split_rule(dataclasses.replace(release, members=tuple(mixed))).startswith(
         "19 train, 19 test, interleaved"
     )
 
@@ -309,12 +316,6 @@ def test_optimade_jsonl_lines_carry_the_required_fields(
     assert formulas[0] == "C7H11NO3"  # alphabetical, divided by the gcd (C28H44N4O12)
 
 
-def test_optimade_formula_convention() -> None:
-    assert export.optimade_formula(["O", "Si", "O"]) == "O2Si"
-    assert export.optimade_formula(["Na", "Cl"] * 4) == "ClNa"
-    assert export.optimade_formula(["H"] * 4 + ["C"] * 2) == "CH2"
-
-
 def test_parquet_reads_back_with_pyarrow(release: ReleaseData, exported: dict[str, Path]) -> None:
     table = pq.read_table(exported["parquet"] / "members.parquet")
     assert table.column_names == [
@@ -360,10 +361,10 @@ def test_plots_are_fixed_size_pngs_without_version_text(exported: dict[str, Path
 
 
 def test_counts_behind_the_bar_charts(release: ReleaseData) -> None:
-    elements = dict(plots.element_counts(release))
+    elements = dict(element_counts(release))
     assert elements["H"] == sum("H" in m.elements for m in release.members)
     assert list(elements)[:2] == ["H", "C"]  # ties broken by atomic number
-    groups = plots.spacegroup_counts(release)
+    groups = spacegroup_counts(release)
     assert groups[0] == ("P1 (1)", sum(m.spacegroup_number == 1 for m in release.members))
     assert sum(n for _, n in groups) == len(release.members)
 
@@ -484,7 +485,7 @@ def test_structures_xyz_is_exactly_what_ase_writes(
     release: ReleaseData, exported: dict[str, Path], tmp_path: Path
 ) -> None:
     plain = tmp_path / "plain.xyz"
-    ase.io.write(plain, [export.atoms_of(m) for m in release.members], format="extxyz")
+    ase.io.write(plain, [atoms_of(m) for m in release.members], format="extxyz")
     assert (exported["omdb-gap1"] / "structures.xyz").read_bytes() == plain.read_bytes()
 
 
