@@ -112,7 +112,7 @@ def test_structures_page_is_a_valid_optimade_response(api: Api) -> None:
     assert meta["data_returned"] == len(api.rows)
     assert meta["more_data_available"] is True
     assert meta["provider"]["prefix"] == "crystaldb"
-    assert "page_offset=3" in body["links"]["next"]
+    assert "page_cursor=" in body["links"]["next"]
     attributes = body["data"][0]["attributes"]
     assert attributes["elements"] == sorted(attributes["elements"])
     assert attributes["nsites"] == len(attributes["cartesian_site_positions"])
@@ -156,7 +156,11 @@ def test_info_links_versions(api: Api) -> None:
         (f"{BASE}/structures", {"filter": "crazyfield = 2"}, 400),
         (f"{BASE}/structures", {"filter": "_crystaldb_nonsense = 2"}, 400),
         (f"{BASE}/structures", {"filter": 'elements:elements_ratios HAS "C":0.5'}, 501),
-        (f"{BASE}/structures", {"sort": "nsites"}, 501),
+        (f"{BASE}/structures", {"sort": "chemical_formula_hill"}, 400),
+        (f"{BASE}/structures", {"sort": "nsites,-nelements"}, 400),
+        (f"{BASE}/structures", {"sort": "_crystaldb_nonsense"}, 400),
+        (f"{BASE}/structures", {"page_cursor": "bm90IGEgY3Vyc29y"}, 400),
+        (f"{BASE}/structures", {"page_cursor": "x", "page_offset": "3"}, 400),
         (f"{BASE}/structures", {"page_limit": "1000"}, 403),
         (f"{BASE}/structures", {"page_limit": "x"}, 400),
         (f"{BASE}/structures/999999999", {}, 404),

@@ -145,7 +145,7 @@ PROVIDER_FIELDS: dict[str, tuple[str, str, str | None]] = {
     f"{PREFIX}space_group_symbol": ("space group symbol as spglib spells it", "string", None),
     f"{PREFIX}crystal_system": ("crystal system (spglib)", "string", None),
     f"{PREFIX}band_gap_pbe": (
-        "DFT band gap with the PBE functional (the first stored; a filter matches any)",
+        "DFT band gap with the PBE functional (the smallest stored; a filter matches any)",
         "float",
         "eV",
     ),

@@ -3,6 +3,7 @@ label and external-id values the provider fields show."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from crystaldb.api.optimade.entries import StoredStructure
+from crystaldb.api.optimade.paging import Sort, decode, encode
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.structures import ExternalId, Structure
 
@@ -32,20 +34,45 @@ _COLUMNS = [
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of matching structures, how many match in all, whether more follow."""
+    """One page of matching structures, how many match in all, whether more follow, and the
+    cursor of its last row (None when it is the last page)."""
 
     rows: list[StoredStructure]
     returned: int
     more: bool
+    cursor: str | None = None
 
 
-def page(session: Session, clause: ColumnElement[bool], offset: int, limit: int) -> Page:
-    """Structures matching `clause` in id order, `limit` from `offset`."""
-    query = select(*_COLUMNS).where(clause).order_by(Structure.id).offset(offset).limit(limit)
-    raw = [dict(r._mapping) for r in session.execute(query)]
-    returned = session.scalar(select(func.count()).select_from(Structure).where(clause)) or 0
-    rows = _decorate(session, raw)
-    return Page(rows, returned, offset + len(rows) < returned)
+def page(
+    session: Session,
+    clause: ColumnElement[bool],
+    limit: int,
+    sort: Sort,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> Page:
+    """Structures matching `clause` in the sort's order: `limit` after the cursor when there
+    is one (a keyset seek, as fast on page 1,000 as on page 1), else from `offset`."""
+    key = sort.key()
+    query = select(*_COLUMNS, key.label("sort_key")).where(clause)
+    returned: int | None = None
+    if cursor is not None:
+        value, last_id, returned = decode(sort, cursor)
+        query = query.where(sort.after(key, value, last_id))
+    elif offset:
+        query = query.offset(offset)
+    found = list(session.execute(query.order_by(*sort.order(key)).limit(limit + 1)))
+    more = len(found) > limit
+    found = found[:limit]
+    if returned is None and not more and (found or not offset):
+        returned = offset + len(found)  # the last page: nothing to count
+    if returned is None:  # the first page counts; its cursor carries the count on
+        counted = select(func.count()).select_from(Structure).where(clause)
+        returned = session.scalar(counted) or 0
+    last = encode(sort, found[-1].sort_key, found[-1].id, returned) if more else None
+    plain = [{k: v for k, v in r._mapping.items() if k != "sort_key"} for r in found]
+    rows = _decorate(session, plain)
+    return Page(rows, returned, more, last)
 
 
 def one(session: Session, structure_id: int) -> StoredStructure | None:
@@ -57,9 +84,20 @@ def one(session: Session, structure_id: int) -> StoredStructure | None:
     return rows[0] if rows else None
 
 
+_TOTAL: dict[int, tuple[float, int]] = {}  # engine id -> (when counted, how many)
+TOTAL_TTL = 60.0  # seconds a count of all structures (meta.data_available) is reused
+
+
 def total(session: Session) -> int:
-    """How many structures the database holds."""
-    return session.scalar(select(func.count()).select_from(Structure)) or 0
+    """How many structures the database holds, counted at most once a minute (an exact count
+    scans the whole table: 100 ms at 300,000 rows, on every page otherwise)."""
+    engine = id(session.get_bind())
+    now = time.monotonic()
+    cached = _TOTAL.get(engine)
+    if cached is None or now - cached[0] > TOTAL_TTL:
+        cached = (now, session.scalar(select(func.count()).select_from(Structure)) or 0)
+        _TOTAL[engine] = cached
+    return cached[1]
 
 
 def distinct(session: Session, column: Any) -> list[str]:
@@ -68,17 +106,17 @@ def distinct(session: Session, column: Any) -> list[str]:
 
 
 def _decorate(session: Session, raw: list[dict[str, Any]]) -> list[StoredStructure]:
-    """Rows with their first PBE band gap and COD id."""
+    """Rows with their smallest PBE band gap (the one `sort` orders by) and COD id."""
     ids = [r["id"] for r in raw]
     gaps: dict[int, float] = {}
     cods: dict[int, str] = {}
     if ids:
         gap_query = (
-            select(Label.structure_id, Label.value)
+            select(Label.structure_id, func.min(Label.value))
             .join(Calculation, Calculation.id == Label.calculation_id)
             .where(Label.structure_id.in_(ids), Label.property == "band_gap")
             .where(Calculation.functional == "PBE")
-            .order_by(Label.id.desc())
+            .group_by(Label.structure_id)
         )
         gaps = {sid: value for sid, value in session.execute(gap_query)}
         cod_query = (

@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from crystaldb import __version__
 from crystaldb.api.optimade.entries import PROVIDER, PROVIDER_FIELDS
+from crystaldb.api.optimade.paging import SORTABLE
 
 API_VERSION = "1.2.0"
 SCHEMA_URL = "https://schemas.optimade.org/openapi/v1.2/optimade.json"
@@ -59,7 +60,11 @@ def meta(
 ) -> ResponseMeta:
     """The `meta` object every response carries."""
     query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    extra: dict[str, Any] = {}
+    if warnings:
+        extra["warnings"] = [Warnings(title="Warning", detail=w) for w in warnings]
     return ResponseMeta(
+        **extra,
         query=ResponseMetaQuery(representation=query),
         api_version=API_VERSION,
         more_data_available=more,
@@ -73,7 +78,6 @@ def meta(
             prefix=PROVIDER,
         ),
         implementation=Implementation(name="crystaldb", version=__version__),
-        warnings=[Warnings(title="Warning", detail=w) for w in warnings] if warnings else None,
     )
 
 
@@ -117,9 +121,11 @@ def structures_info() -> EntryInfoResource:
     for name, kind in STANDARD_FIELDS.items():
         field = described.get(name)
         text = (field.description if field else None) or name
-        properties[name] = {"description": text.split("\n")[0], "type": kind, "sortable": False}
+        sortable = name in SORTABLE
+        properties[name] = {"description": text.split("\n")[0], "type": kind, "sortable": sortable}
     for name, (text, kind, unit) in PROVIDER_FIELDS.items():
-        properties[name] = {"description": text, "type": kind, "sortable": False, "unit": unit}
+        sortable = name in SORTABLE
+        properties[name] = {"description": text, "type": kind, "sortable": sortable, "unit": unit}
     return EntryInfoResource(
         id="structures",
         type="info",

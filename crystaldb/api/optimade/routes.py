@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from crystaldb.api.optimade import queries
 from crystaldb.api.optimade.entries import StoredStructure, attributes
 from crystaldb.api.optimade.filters import FilterError, NotImplementedFilter, compile_filter
+from crystaldb.api.optimade.paging import PagingError, parse_sort
 from crystaldb.api.optimade.responses import (
     base_url,
     error,
@@ -63,8 +64,6 @@ def _common(request: Request) -> None:
     fmt = request.query_params.get("response_format")
     if fmt not in (None, "", "json"):
         raise _Refused(400, f"response_format {fmt[:40]!r} is not served; use json")
-    if request.query_params.get("sort"):
-        raise _Refused(501, "sort is not supported yet: entries come in id order")
 
 
 def _resource(row: StoredStructure, fields: set[str] | None) -> dict[str, Any]:
@@ -86,12 +85,12 @@ def _fields(request: Request) -> set[str] | None:
     return {name.strip() for name in text.split(",") if name.strip()} - set(_ALWAYS)
 
 
-def _next_link(request: Request, offset: int, limit: int) -> str:
-    """The URL of the next page, with every other parameter kept."""
+def _next_link(request: Request, cursor: str, limit: int) -> str:
+    """The URL of the next page: every other parameter kept, the offset replaced by a cursor."""
     params = dict(request.query_params)
-    params["page_offset"] = str(offset + limit)
+    params.pop("page_offset", None)
+    params["page_cursor"] = cursor
     params["page_limit"] = str(limit)
-    params.pop("page_cursor", None)
     return f"{base_url(request)}/structures?{urlencode(params)}"
 
 
@@ -124,20 +123,24 @@ def _handlers(db: Database) -> dict[str, Callable[[Request], Awaitable[Response]
         if limit > MAX_LIMIT:
             raise _Refused(403, f"page_limit {limit} is above the maximum, {MAX_LIMIT}")
         offset = _integer(request, "page_offset", 0)
+        cursor = request.query_params.get("page_cursor") or None
+        if cursor is not None and offset:
+            raise _Refused(400, "give page_cursor or page_offset, not both")
+        sort, sort_warnings = parse_sort(request.query_params.get("sort"))
         text = request.query_params.get("filter", "").strip()
 
         def work(session: Any) -> Any:
             compiled = compile_filter(text, lambda c: queries.distinct(session, c))
-            found = queries.page(session, compiled.clause, offset, limit)
+            found = queries.page(session, compiled.clause, limit, sort, offset, cursor)
             return compiled.warnings, found, queries.total(session)
 
         warnings, found, available = await in_session(work)
         fields = _fields(request)
         data = [_resource(row, fields) for row in found.rows]
-        links = {"next": _next_link(request, offset, limit) if found.more else None}
+        links = {"next": _next_link(request, found.cursor, limit) if found.cursor else None}
         body = StructureResponseMany(
             data=data,
-            meta=meta(request, found.returned, found.more, warnings, available),
+            meta=meta(request, found.returned, found.more, warnings + sort_warnings, available),
             links=links,
         )
         return json_response(body)
@@ -176,6 +179,8 @@ def _guarded(
         except _Refused as refused:
             return error(request, refused.status, refused.detail)
         except FilterError as bad:
+            return error(request, 400, str(bad))
+        except PagingError as bad:
             return error(request, 400, str(bad))
         except NotImplementedFilter as missing:
             return error(request, 501, str(missing))

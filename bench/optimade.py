@@ -1,0 +1,216 @@
+"""OPTIMADE filter queries against the same questions in GraphQL and the raw SQL they issue.
+
+    python bench/optimade.py [--structures 50000] [--repeat 30] [--server URL]
+
+The database is bench/api.py's (its `load`: --structures copies of the real COD and COF
+structures, one PBE gap and one COD id each, then ANALYZE), served by the same app in a
+uvicorn thread. Each question is asked over HTTP (httpx) --repeat times after 3 untimed: as
+an OPTIMADE GET (page_limit 100; once with response_fields=chemical_formula_reduced, the
+fields the GraphQL query selects, and once with whole entries), as the GraphQL query (first
+100, `id reducedFormula`), and as the SQL the OPTIMADE request issued (captured once with a
+`before_cursor_execute` listener, re-executed with psycopg, fetchall included). The deep
+page is page 50 of the window, reached by following links.next (OPTIMADE) and endCursor
+(GraphQL). Goal: OPTIMADE median <= 1.5 x GraphQL's; the deep page as fast as the first.
+The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# this file's name would hide the optimade package the app imports: load that first
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+import optimade  # noqa: E402, F401
+
+sys.path.append(str(HERE))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from api import (  # noqa: E402  (bench/api.py)
+    DEEP_PAGE,
+    PAGE,
+    WINDOW,
+    Server,
+    deep_query,
+    load,
+    p99,
+    post,
+    real_records,
+    timings,
+)
+from common import drop_database, fresh_database  # noqa: E402  (bench/common.py)
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from crystaldb.platform.database import Database, connect  # noqa: E402
+from crystaldb.platform.settings import load_settings  # noqa: E402
+from crystaldb.schema import migrate  # noqa: E402
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+OPTIMADE_WINDOW = (
+    "_crystaldb_band_gap_pbe >= 1 AND _crystaldb_band_gap_pbe <= 3 AND "
+    'elements HAS ALL "C","H" AND _crystaldb_space_group_number = 14'
+)
+CHN = 'elements HAS ALL "C","H","N"'
+# name -> (OPTIMADE filter, GraphQL query)
+QUESTIONS = {
+    "window (gap+elements+sg), page 1": (
+        OPTIMADE_WINDOW,
+        f"{{ structures(filter: {WINDOW}, first: 100) {{ {PAGE} }} }}",
+    ),
+    "elements only (C,H,N), page 1": (
+        CHN,
+        f'{{ structures(filter: {{elements: {{hasAll: ["C", "H", "N"]}}}}, first: 100) '
+        f"{{ {PAGE} }} }}",
+    ),
+}
+FORMULA = "chemical_formula_reduced"
+
+
+def get(client: httpx.Client, url: str) -> dict[str, Any]:
+    """An OPTIMADE response that must succeed."""
+    response = client.get(url)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url[:80]}...: {response.text[:300]}")
+    return response.json()
+
+
+def optimade_url(base: str, text: str, fields: str | None) -> str:
+    """The first page of a filter, 100 entries."""
+    params: dict[str, Any] = {"filter": text, "page_limit": 100}
+    if fields:
+        params["response_fields"] = fields
+    return str(httpx.URL(f"{base}/optimade/v1/structures", params=params))
+
+
+def deep_url(client: httpx.Client, first: str) -> tuple[str, int]:
+    """The URL of page DEEP_PAGE (or the last), following links.next from `first`."""
+    url, page = first, 1
+    while page < DEEP_PAGE:
+        following = get(client, url)["links"].get("next")
+        if not following:
+            break
+        url, page = following, page + 1
+    return url, page
+
+
+def captured(db: Database, run: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The statements (and parameters) one request sends to PostgreSQL."""
+    seen: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.strip().upper() != "SELECT 1":
+            seen.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        run()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    return seen
+
+
+Row = tuple[str, int, list[float], list[float], list[float], list[float]]
+
+
+def measure(db: Database, raw: psycopg.Connection, base: str, repeat: int) -> list[Row]:
+    """Each question as OPTIMADE (formula only, whole entries), GraphQL and raw SQL."""
+    graphql = f"{base}/graphql"
+    rows: list[Row] = []
+    with httpx.Client(timeout=60) as client:
+        cases: dict[str, tuple[str, str, str]] = {}
+        for name, (text, query) in QUESTIONS.items():
+            cases[name] = (optimade_url(base, text, FORMULA), optimade_url(base, text, None), query)
+        slim, whole, _ = cases["window (gap+elements+sg), page 1"]
+        deep_slim, page = deep_url(client, slim)
+        deep_whole, _ = deep_url(client, whole)
+        deep_graphql, graphql_page = deep_query(client, graphql)
+        assert page == graphql_page, (page, graphql_page)
+        cases[f"window, page {page}"] = (deep_slim, deep_whole, deep_graphql)
+        cases["floor: one structure by id"] = (
+            f"{base}/optimade/v1/structures/1?response_fields={FORMULA}",
+            f"{base}/optimade/v1/structures/1",
+            '{ structure(id: "1") { id reducedFormula } }',
+        )
+        for name, (slim, whole, query) in cases.items():
+            statements = captured(db, lambda u=slim: get(client, u))
+
+            def run_raw(statements: list[tuple[str, Any]] = statements) -> None:
+                for statement, params in statements:
+                    raw.execute(statement, params).fetchall()
+
+            rows.append(
+                (
+                    name,
+                    len(statements),
+                    timings(lambda u=slim: get(client, u), repeat),
+                    timings(lambda u=whole: get(client, u), repeat),
+                    timings(lambda q=query: post(client, graphql, q), repeat),
+                    timings(run_raw, repeat),
+                )
+            )
+    return rows
+
+
+def report(rows: list[Row]) -> None:
+    """Medians (p99 for OPTIMADE) and the ratio to GraphQL's median."""
+    print(
+        f"\n{'question':<34}{'stmts':>6}{'OPT med':>9}{'OPT p99':>9}{'whole med':>10}"
+        f"{'GQL med':>9}{'raw med':>9}{'OPT/GQL':>9}{'whole/GQL':>10}"
+    )
+    for name, n, slim, whole, gql, raw in rows:
+        med, gql_med = statistics.median(slim), statistics.median(gql)
+        whole_med = statistics.median(whole)
+        print(
+            f"{name:<34}{n:>6}{med:9.1f}{p99(slim):9.1f}{whole_med:10.1f}{gql_med:9.1f}"
+            f"{statistics.median(raw):9.1f}{med / gql_med:9.2f}{whole_med / gql_med:10.2f}"
+        )
+    print(
+        "(milliseconds; OPT: response_fields=chemical_formula_reduced, as GraphQL selects "
+        "id reducedFormula; whole: every attribute; goal OPT/GQL <= 1.5, deep page = page 1)"
+    )
+
+
+def main() -> None:
+    """Fill, serve, time, drop."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--structures", type=int, default=50_000, help="rows to load")
+    parser.add_argument("--repeat", type=int, default=30, help="timed requests per query")
+    parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    print(
+        f"{datetime.date.today()}  {platform.processor() or platform.machine()}  "
+        f"{os.cpu_count()} CPUs  Python {platform.python_version()}  httpx {httpx.__version__}"
+        f"  psycopg {psycopg.__version__}"
+    )
+    records = real_records()
+    scratch = Path(tempfile.mkdtemp(prefix="crystaldb-bench-optimade-"))
+    url = fresh_database(args.server, scratch / "data")
+    db = connect(load_settings(database_url=url, data_dir=scratch / "data"))
+    try:
+        migrate.upgrade(db)
+        seconds = load(db, records, args.structures)
+        print(f"loaded {args.structures:,} structures in {seconds:.1f} s; {db.server_version()}")
+        raw_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with Server(db) as graphql, psycopg.connect(raw_url, autocommit=True) as raw:
+            rows = measure(db, raw, graphql.removesuffix("/graphql"), args.repeat)
+    finally:
+        db.dispose()
+        drop_database(url)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
