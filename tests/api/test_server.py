@@ -28,8 +28,8 @@ from crystaldb.api.server import usable_cores
 from crystaldb.platform.database import connect
 from crystaldb.platform.settings import load_settings
 from crystaldb.schema.tokens import create_token
+from tests.cli.helpers import free_port
 from tests.conftest import run_cli
-from tests.test_cli import _free_port
 
 START_S = 120  # two workers import the API on a 2-core machine that may be busy
 STOP_S = 60
@@ -126,7 +126,7 @@ def serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[Served]:
     Its own session (process group), so that a test can press Ctrl-C as a terminal does and
     a failed test can kill the parent and its workers together.
     """
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "crystaldb", "serve", "--port", str(port), *args]
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -1,0 +1,109 @@
+"""`crystaldb graphs`: build the quotient graphs of a recipe, with a progress bar."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from crystaldb.cli.common import console, current_database, default_of
+from crystaldb.core.graphs import DEFAULT_KNN_RADIUS, DEFAULT_MIN_SOLID_ANGLE, parse_recipe
+from crystaldb.jobs.graphs import GraphBuildSummary, build_graphs
+from crystaldb.platform.settings import load_settings
+from crystaldb.query.selection import select_structures
+
+app = typer.Typer(
+    help="Quotient graphs: each cell's periodic multigraph, one set per recipe.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def graphs_progress(recipe: str) -> Iterator[Callable[[GraphBuildSummary], None]]:
+    """A bar with structures done, edges written and failures, and the rate."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]graphs {recipe}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[outcome]}"),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    start = time.perf_counter()
+    with progress:
+        task = progress.add_task("graphs", total=None, outcome="", rate="")
+
+        def on_progress(summary: GraphBuildSummary) -> None:
+            """Show the running totals after each committed batch."""
+            rate = summary.done / max(time.perf_counter() - start, 1e-9)
+            progress.update(
+                task,
+                total=summary.todo,
+                completed=summary.done,
+                outcome=f"{summary.edges:,} edges [red]{summary.failed} failed[/red]",
+                rate=f"{rate:,.0f} structures/s",
+            )
+
+        yield on_progress
+
+
+@app.command("build")
+def graphs_build(
+    recipe: str = typer.Option(
+        ...,
+        "--recipe",
+        help=f"radius:R | knn:K[,RMAX] (RMAX {DEFAULT_KNN_RADIUS:g} Å by default; ties with the"
+        f" K-th kept) | voronoi[:MIN_SOLID_ANGLE] ({DEFAULT_MIN_SOLID_ANGLE:g} sr by default).",
+    ),
+    release: str | None = typer.Option(
+        None, "--release", help="Only this release's members (NAME or NAME:VERSION)."
+    ),
+    where: str | None = typer.Option(
+        None, "--where", help='Only structures matching a filter, e.g. "nsites <= 100".'
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local Dask worker processes [default: settings]."
+    ),
+    batch_size: int = typer.Option(
+        default_of(build_graphs, "batch_size"),
+        "--batch-size",
+        min=1,
+        help="Structures per task and commit.",
+    ),
+) -> None:
+    """Build the recipe's graph of every selected structure (all by default) that has none."""
+    parsed = parse_recipe(recipe)
+    settings = load_settings()
+    db = current_database(settings)
+    selection = select_structures(db, release=release, where=where)
+    with graphs_progress(parsed.name) as on_progress:
+        summary = build_graphs(
+            db,
+            settings,
+            parsed,
+            selection,
+            workers=workers,
+            batch_size=batch_size,
+            on_progress=on_progress,
+        )
+    console.print(
+        f"recipe {summary.recipe} (run {summary.run_id}): {summary.selected} structures "
+        f"selected, {summary.built} graphs built ({summary.edges:,} edges), "
+        f"{summary.already} already built, {summary.failed} failed",
+        soft_wrap=True,
+    )
+    for message in summary.errors[:10]:
+        console.print(f"  [red]failed[/red] {message}", highlight=False)

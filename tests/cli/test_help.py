@@ -1,0 +1,29 @@
+"""Every command answers --help, as a user runs it."""
+
+from __future__ import annotations
+
+import pytest
+import typer.main
+
+from crystaldb.cli import app
+from tests.conftest import run_cli
+
+
+def _all_command_paths() -> list[list[str]]:
+    """Every subcommand, nested groups included."""
+    paths: list[list[str]] = []
+
+    def walk(command: object, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=" ".join)
+def test_every_subcommand_has_help(path: list[str]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
