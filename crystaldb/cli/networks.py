@@ -14,18 +14,23 @@ from rich.progress import (
 
 from crystaldb.cli.common import console, current_database
 from crystaldb.cli.train import print_test_result
+from crystaldb.core.network_hypers import (
+    CGCNNHypers,
+    EdgeMPNNHypers,
+    SchNetHypers,
+    TrainingConfig,
+)
 from crystaldb.platform.settings import load_settings
 
-# TrainingConfig's defaults. It lives beside torch, whose import would add seconds to every
-# command (even --help), so they are restated here and tests/cli/test_defaults.py holds them
-# equal; the summaries restate SchNetHypers, CGCNNHypers and EdgeMPNNHypers the same way.
-EPOCHS = 1000
-SEED = 0
+_CONFIG, _SCHNET, _CGCNN, _MPNN = TrainingConfig(), SchNetHypers(), CGCNNHypers(), EdgeMPNNHypers()
+EPOCHS, SEED = _CONFIG.epochs, _CONFIG.seed
 SUMMARIES = {
-    "schnet": "SchNet (cutoff 5 A, F = 64, T = 3) on the radius:5.0 graphs;"
-    " resumes if interrupted.",
-    "cgcnn": "CGCNN (12 nearest neighbours within 8 A, 3 convolutions) on the knn:12 graphs.",
-    "mpnn": "The edge-update message-passing network (T = 3) on the knn:24,8.0 graphs.",
+    "schnet": f"SchNet (cutoff {_SCHNET.cutoff:g} A, F = {_SCHNET.features}, "
+    f"T = {_SCHNET.interactions}) on the {_SCHNET.recipe} graphs; resumes if interrupted.",
+    "cgcnn": f"CGCNN ({_CGCNN.neighbours} nearest neighbours within {_CGCNN.max_radius:g} A, "
+    f"{_CGCNN.convolutions} convolutions) on the knn:{_CGCNN.neighbours} graphs.",
+    "mpnn": f"The edge-update message-passing network (T = {_MPNN.interactions}) on the "
+    f"{_MPNN.recipe} graphs.",
 }
 
 

@@ -18,50 +18,16 @@ are refused with a clear error.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional
 from torch_geometric.nn import CGConv, global_mean_pool
 
-from crystaldb.core.graph_tensors import GraphBatch, KnnGraphHypers
-from crystaldb.core.schnet import HyperparameterError
-
-ONE_HOT_ELEMENTS = 92  # Z = 1..92
-
-
-@dataclass(frozen=True)
-class CGCNNHypers(KnnGraphHypers):
-    """CGCNN's hyperparameters; the defaults are the paper's."""
-
-    neighbours: int = 12  # k nearest neighbours ...
-    max_radius: float = 8.0  # ... within this radius (angstrom)
-    gaussian_step: float = 0.2  # angstrom between Gaussian centres, from 0 to max_radius
-    gaussian_width: float = 0.2  # angstrom
-    element_features: int = ONE_HOT_ELEMENTS  # one-hot of Z (see module docstring)
-    features: int = 64  # atom feature size inside the convolutions
-    convolutions: int = 3
-    hidden: int = 128  # the hidden layer after pooling
-
-    def __post_init__(self) -> None:
-        if self.element_features != ONE_HOT_ELEMENTS:
-            raise HyperparameterError("element_features: the one-hot covers Z = 1..92 only")
-        if not 1 <= self.convolutions <= 8 or self.neighbours < 1 or self.features < 1:
-            raise HyperparameterError(f"CGCNN hyperparameters out of range: {self}")
-        if not 0 < self.max_radius <= 20 or self.gaussian_step <= 0 or self.gaussian_width <= 0:
-            raise HyperparameterError(f"CGCNN distance expansion out of range: {self}")
-
-    def record(self) -> dict[str, Any]:
-        """Plain values for the model row."""
-        return {
-            "architecture": "cgcnn",
-            **asdict(self),
-            "gaussians": self.gaussians,
-            "element_encoding": "one-hot of Z (1..92)",
-            "recipe": self.recipe,
-        }
+from crystaldb.core.graph_tensors import GraphBatch
+from crystaldb.core.network_hypers import (
+    ONE_HOT_ELEMENTS,
+    CGCNNHypers,
+)
 
 
 class GaussianDistance(nn.Module):

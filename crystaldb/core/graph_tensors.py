@@ -16,7 +16,6 @@ Pure: no database, no Dask; the workers and the training loop both call it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,34 +52,6 @@ class GraphBatch:
             batch=self.batch.to(device),
             num_graphs=self.num_graphs,
         )
-
-
-def knn_recipe(neighbours: int, max_radius: float) -> str:
-    """The canonical name of a k-nearest-neighbour quotient-graph recipe (CGCNN, MPNN)."""
-    return f"knn:{neighbours},{float(max_radius)!r}"
-
-
-def gaussian_count(max_radius: float, step: float) -> int:
-    """Gaussian centres every `step` from 0 to `max_radius` inclusive."""
-    return math.floor(max_radius / step + 1e-9) + 1
-
-
-class KnnGraphHypers:
-    """What k-nearest-neighbour models (CGCNN, MPNN) derive from their own dataclass fields."""
-
-    neighbours: int
-    max_radius: float
-    gaussian_step: float
-
-    @property
-    def gaussians(self) -> int:
-        """Gaussian centres of the distance expansion, 0 to max_radius inclusive."""
-        return gaussian_count(self.max_radius, self.gaussian_step)
-
-    @property
-    def recipe(self) -> str:
-        """The quotient-graph recipe whose edges the model reads."""
-        return knn_recipe(self.neighbours, self.max_radius)
 
 
 def edge_vectors(cells: Sequence[Cell], graphs: Sequence[GraphArrays]) -> np.ndarray:

@@ -18,46 +18,14 @@ recorded with every model. The message passing itself is torch_geometric's `Mess
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing, global_mean_pool
 from torch_geometric.nn.models.schnet import GaussianSmearing, ShiftedSoftplus
 
-from crystaldb.core.graph_tensors import GraphBatch, KnnGraphHypers
-from crystaldb.core.schnet import MAX_Z, HyperparameterError
-
-
-@dataclass(frozen=True)
-class EdgeMPNNHypers(KnnGraphHypers):
-    """The edge-update network's hyperparameters (see the module docstring for their source)."""
-
-    neighbours: int = 24  # k nearest neighbours ...
-    max_radius: float = 8.0  # ... within this radius (angstrom)
-    features: int = 64  # C, width of node and edge states
-    interactions: int = 3  # T, edge-update + message steps (1..6)
-    gaussian_step: float = 0.1  # angstrom between Gaussian centres, 0 to max_radius
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.interactions <= 6:
-            raise HyperparameterError(
-                f"interactions: T = {self.interactions}, but the network takes 1 to 6 steps"
-            )
-        if self.neighbours < 1 or self.features < 1 or not 0 < self.max_radius <= 20:
-            raise HyperparameterError(f"edge-update network hyperparameters out of range: {self}")
-        if not 0 < self.gaussian_step < self.max_radius:
-            raise HyperparameterError(f"gaussian_step: {self.gaussian_step} angstrom is unusable")
-
-    def record(self) -> dict[str, Any]:
-        """Plain values for the model row."""
-        return {
-            "architecture": "mpnn",
-            **asdict(self),
-            "gaussians": self.gaussians,
-            "recipe": self.recipe,
-        }
+from crystaldb.core.graph_tensors import GraphBatch
+from crystaldb.core.network_hypers import EdgeMPNNHypers
+from crystaldb.core.schnet import MAX_Z
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:

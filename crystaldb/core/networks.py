@@ -19,12 +19,18 @@ import numpy as np
 import torch
 
 from crystaldb.core.cell import Cell
-from crystaldb.core.cgcnn import CGCNN, CGCNNHypers
+from crystaldb.core.cgcnn import CGCNN
 from crystaldb.core.graph_tensors import GraphBatch, collate
 from crystaldb.core.graphs import GraphArrays, parse_recipe, quotient_graph
 from crystaldb.core.lru import Lru
-from crystaldb.core.mpnn import EdgeMPNN, EdgeMPNNHypers
-from crystaldb.core.schnet import HyperparameterError, SchNet, SchNetHypers
+from crystaldb.core.mpnn import EdgeMPNN
+from crystaldb.core.network_hypers import (
+    CGCNNHypers,
+    EdgeMPNNHypers,
+    HyperparameterError,
+    SchNetHypers,
+)
+from crystaldb.core.schnet import SchNet
 
 Hypers = SchNetHypers | CGCNNHypers | EdgeMPNNHypers
 Network = SchNet | CGCNN | EdgeMPNN

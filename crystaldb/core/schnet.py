@@ -15,52 +15,15 @@ state dict predicts in eV on its own.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 from torch_geometric.nn import global_mean_pool
 from torch_geometric.nn.models.schnet import GaussianSmearing, InteractionBlock, ShiftedSoftplus
 
-from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.graph_tensors import GraphBatch
+from crystaldb.core.network_hypers import SchNetHypers
 
 MAX_Z = 100  # embeddings for Z = 0..99: every element a stored structure can hold
-
-
-class HyperparameterError(CrystaldbError):
-    """Model hyperparameters outside what the architecture allows."""
-
-
-@dataclass(frozen=True)
-class SchNetHypers:
-    """SchNet's hyperparameters; the defaults are the OMDB-GAP1 paper's."""
-
-    cutoff: float = 5.0  # angstrom
-    features: int = 64  # F, atom embedding size
-    filters: int = 64  # continuous-filter width
-    interactions: int = 3  # T, interaction blocks (1..6)
-    gaussians: int = 50  # radial basis functions, evenly over 0..cutoff
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.interactions <= 6:
-            raise HyperparameterError(
-                f"interactions: T = {self.interactions}, but SchNet takes 1 to 6 blocks"
-            )
-        if not 0 < self.cutoff <= 20 or self.features < 1 or self.filters < 1:
-            raise HyperparameterError(f"SchNet hyperparameters out of range: {self}")
-        if self.gaussians < 2:
-            raise HyperparameterError("gaussians: at least 2 radial basis functions")
-
-    @property
-    def recipe(self) -> str:
-        """The quotient-graph recipe whose edges the model reads."""
-        return f"radius:{float(self.cutoff)!r}"
-
-    def record(self) -> dict[str, Any]:
-        """Plain values for the model row."""
-        return {"architecture": "schnet", **asdict(self), "recipe": self.recipe}
 
 
 class SchNet(nn.Module):

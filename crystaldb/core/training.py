@@ -27,10 +27,9 @@ import torch
 from crystaldb.core.cell import Cell
 from crystaldb.core.graph_tensors import GraphBatch, collate
 from crystaldb.core.graphs import GraphArrays
+from crystaldb.core.network_hypers import TrainingConfig
 from crystaldb.core.networks import Hypers, Network, forward_ev, make_model
 
-MAX_VALIDATION = 1000  # the paper's validation set
-VALIDATION_FRACTION = 0.1  # of a training split too small to spare 1,000
 EVAL_BATCH = 64  # structures per forward pass when scoring
 
 
@@ -45,26 +44,6 @@ class Dataset(NamedTuple):
         """The rows as one collated batch and their targets."""
         picked = [self.cells[i] for i in rows], [self.graphs[i] for i in rows]
         return collate(*picked), self.targets[rows]
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """The optimisation, as the OMDB-GAP1 paper ran it (epochs is the upper limit)."""
-
-    epochs: int = 1000
-    learning_rate: float = 1e-3
-    decay: float = 0.6  # ReduceLROnPlateau factor
-    patience: int = 5  # epochs without a better validation MAE before a decay
-    stop_ratio: float = 0.1  # stop once the rate is below this fraction of the start
-    batch_size: int = 32
-    validation: int | None = None  # None: min(1000, a tenth of train); 0: none
-    seed: int = 0
-
-    def validation_size(self, n_train: int) -> int:
-        """How many training structures are held out for validation."""
-        if self.validation is not None:
-            return self.validation
-        return min(MAX_VALIDATION, max(1, round(VALIDATION_FRACTION * n_train)))
 
 
 @dataclass(frozen=True)

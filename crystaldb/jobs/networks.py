@@ -24,12 +24,12 @@ import numpy as np
 from crystaldb.core.cell import Cell
 from crystaldb.core.graphs import GraphArrays, parse_recipe
 from crystaldb.core.krr import regression_metrics
+from crystaldb.core.network_hypers import TrainingConfig
 from crystaldb.core.networks import ARCHITECTURES, NNWeights, make_hypers, worker_device
 from crystaldb.core.training import (
     Checkpoint,
     Dataset,
     EpochLog,
-    TrainingConfig,
     fit_network,
     mean_absolute_error,
     network_predictions,

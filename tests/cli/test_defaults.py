@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,12 +12,9 @@ import typer.main
 from crystaldb.cli import app
 from crystaldb.cli.common import default_of
 from crystaldb.cli.networks import SUMMARIES
-from crystaldb.core.cgcnn import CGCNNHypers
 from crystaldb.core.graphs import parse_recipe
-from crystaldb.core.mpnn import EdgeMPNNHypers
-from crystaldb.core.schnet import SchNetHypers
+from crystaldb.core.network_hypers import CGCNNHypers, EdgeMPNNHypers, SchNetHypers, TrainingConfig
 from crystaldb.core.soap import SoapHypers
-from crystaldb.core.training import TrainingConfig
 from crystaldb.core.validate import DEFAULT_LIMITS
 from crystaldb.jobs.kernels import DEFAULT_TILE
 from crystaldb.jobs.networks import train_nn
@@ -54,7 +53,7 @@ def test_option_defaults_are_the_librarys(path: tuple[str, ...], expected: Any) 
 
 @pytest.mark.parametrize("architecture", sorted(SUMMARIES))
 def test_network_defaults_match_training_config_and_train_nn(architecture: str) -> None:
-    """networks.py restates these (TrainingConfig loads torch); they must not drift apart."""
+    """The train commands read TrainingConfig, and so does train_nn: one default, three places."""
     config = TrainingConfig()
     assert _default("train", architecture, "--epochs") == config.epochs
     assert _default("train", architecture, "--seed") == config.seed
@@ -75,3 +74,10 @@ def test_network_summaries_state_the_hyperparameter_defaults() -> None:
     )
     assert parse_recipe(f"knn:{cgcnn.neighbours}").name == cgcnn.recipe  # RMAX left at 8
     assert f"(T = {mpnn.interactions}) on the {mpnn.recipe} graphs" in SUMMARIES["mpnn"]
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """Defaults come from torch-free classes, so `crystaldb --help` does not pay for torch."""
+    code = "import sys, crystaldb.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

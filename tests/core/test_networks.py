@@ -8,12 +8,15 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from crystaldb.core.cell import Cell
-from crystaldb.core.cgcnn import CGCNNHypers
 from crystaldb.core.graph_tensors import collate
 from crystaldb.core.graphs import parse_recipe, quotient_graph
-from crystaldb.core.mpnn import EdgeMPNNHypers
+from crystaldb.core.network_hypers import (
+    CGCNNHypers,
+    EdgeMPNNHypers,
+    HyperparameterError,
+    SchNetHypers,
+)
 from crystaldb.core.networks import Network, forward_ev, make_hypers, make_model
-from crystaldb.core.schnet import HyperparameterError, SchNetHypers
 from tests.jarvis import jarvis_cells
 
 TINY = {

@@ -13,6 +13,7 @@ import sys
 FORBIDDEN = ("sqlalchemy", "psycopg", "alembic", "dask", "distributed", "lark", "pgserver")
 SCIENCE = (
     "crystaldb.core.soap",
+    "crystaldb.core.network_hypers",
     "crystaldb.core.graphs",
     "crystaldb.core.graph_tensors",
     "crystaldb.core.networks",

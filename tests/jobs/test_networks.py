@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from crystaldb.core.network_hypers import HyperparameterError
 from crystaldb.core.networks import predict_graphs
-from crystaldb.core.schnet import HyperparameterError
 from crystaldb.core.training import EpochLog
 from crystaldb.jobs.models import ModelError
 from crystaldb.jobs.networks import NNTrainSummary, load_nn, train_nn
