@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from crystaldb.cli import (
     db,
     demo,
+    filters,
     graphs,
     ingest,
     kernel,
@@ -57,6 +58,7 @@ app.command("ingest")(ingest.ingest)
 app.command("predict")(predict.predict_command)
 app.command("models")(predict.models_command)
 app.command("runs")(runs.runs)
+app.command("filters")(filters.filters)
 app.command("serve")(serve.serve)
 app.command("status")(status.status)
 app.command("demo")(demo.demo)

@@ -72,7 +72,12 @@ def graphs_build(
         None, "--release", help="Only this release's members (NAME or NAME:VERSION)."
     ),
     where: str | None = typer.Option(
-        None, "--where", help='Only structures matching a filter, e.g. "nsites <= 100".'
+        None,
+        "--where",
+        help=(
+            'Only structures matching a filter, e.g. "nsites <= 100"'
+            " (the fields: `crystaldb filters`)."
+        ),
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Local Dask worker processes [default: settings]."

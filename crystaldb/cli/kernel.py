@@ -26,7 +26,9 @@ app = typer.Typer(
 @app.command("build")
 def kernel_build(
     release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
-    where: str | None = typer.Option(None, "--where", help="Structures matching a filter."),
+    where: str | None = typer.Option(
+        None, "--where", help=("Structures matching a filter (the fields: `crystaldb filters`).")
+    ),
     everything: bool = typer.Option(False, "--all", help="Every structure in the database."),
     columns: str | None = typer.Option(
         None,

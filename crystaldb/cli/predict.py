@@ -22,7 +22,9 @@ def predict_command(
         None, "--ensemble", help="ID,ID,...: the mean of these models, their spread stored."
     ),
     release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
-    where: str | None = typer.Option(None, "--where", help="Structures matching a filter."),
+    where: str | None = typer.Option(
+        None, "--where", help=("Structures matching a filter (the fields: `crystaldb filters`).")
+    ),
     everything: bool = typer.Option(False, "--all", help="Every structure in the database."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1, help="Structures per task."),

@@ -31,7 +31,12 @@ def release_create(
     name: str = typer.Argument(..., help="Release name, e.g. omdb-gap1 (no ':')."),
     version: str = typer.Option(..., "--version", help="Version; name+version is never reused."),
     where: str | None = typer.Option(
-        None, "--where", help='Filter, e.g. "elements has all C, H and nsites <= 208".'
+        None,
+        "--where",
+        help=(
+            'Filter, e.g. "elements has all C, H and nsites <= 208"'
+            " (the fields: `crystaldb filters`)."
+        ),
     ),
     label: str | None = typer.Option(
         None, "--label", help="Freeze this label, PROPERTY:FUNCTIONAL, e.g. band_gap:PBE."

@@ -27,3 +27,15 @@ def test_every_subcommand_has_help(path: list[str]) -> None:
     result = run_cli(*path, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_filters_prints_the_field_table_the_parser_uses() -> None:
+    """`crystaldb filters` is the reference --where points to: every field, from the table."""
+    from crystaldb.query.fields import FIELDS, describe_fields
+
+    result = run_cli("filters")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == describe_fields() + "\n"
+    lines = result.stdout.splitlines()
+    listed = {line.split()[0].split("[")[0] for line in lines if not line.startswith(" ")}
+    assert listed == set(FIELDS)
