@@ -101,6 +101,7 @@ def optimade_resource(data: ReleaseData, member: Member) -> dict[str, Any]:
         "dimension_types": [1, 1, 1],
         "nperiodic_dimensions": 3,
         "structure_features": [],
+        "last_modified": None,  # required by the v1.2 models; a release records no such time
         "space_group_it_number": member.spacegroup_number,
         _label_field(data): label_of(data, member, "optimade-jsonl", required=False),
         PROVIDER + "split": member.split,

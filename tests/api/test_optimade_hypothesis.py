@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.api.conftest import Api, Row
+from tests.api.test_optimade import checked
 
 Oracle = Callable[[Row], bool]
 Case = tuple[str, Oracle]
@@ -98,7 +99,7 @@ def _served(api: Api, text: str) -> list[int]:
     ids: list[int] = []
     while True:
         assert response.status_code == 200, response.text
-        body = response.json()
+        body = checked(response.json())
         ids += [int(entry["id"]) for entry in body["data"]]
         if not body["links"].get("next"):
             assert body["meta"]["data_returned"] == len(ids)

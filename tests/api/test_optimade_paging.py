@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Api, Row
+from tests.api.test_optimade import checked
 
 BASE = "/optimade/v1"
 
@@ -20,7 +21,7 @@ def _walk(api: Api, limit: int, **params: Any) -> list[int]:
     seen_links: set[str] = set()
     while True:
         assert response.status_code == 200, response.text
-        body = response.json()
+        body = checked(response.json())
         ids += [int(entry["id"]) for entry in body["data"]]
         assert len(body["data"]) <= limit
         following = body["links"].get("next")

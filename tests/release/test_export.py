@@ -316,6 +316,55 @@ def test_optimade_jsonl_lines_carry_the_required_fields(
     assert formulas[0] == "C7H11NO3"  # alphabetical, divided by the gcd (C28H44N4O12)
 
 
+def _read_optimade_jsonl(path: Path) -> tuple[dict, list[dict], list[dict]]:
+    """The header, info lines and entries, split the way `optimade.utils.insert_from_jsonl`
+    (the optimade server's loader; it needs pymongo's bson, not installed) splits them."""
+    with path.open() as handle:
+        header = json.loads(handle.readline())
+        lines = [json.loads(line) for line in handle if line.strip()]
+    assert header.get("x-optimade"), "no x-optimade header"
+    info = [line for line in lines if line.get("type") == "info" or line.get("id") is None]
+    return header, info, [line for line in lines if line not in info]
+
+
+def test_optimade_jsonl_validates_with_the_optimade_models_as_served(
+    release: ReleaseData, exported: dict[str, Path]
+) -> None:
+    # the optimade package's models, v1.2: header, info/structures, then one resource a line;
+    # each entry's standard fields equal what /optimade/v1/structures builds from the same row
+    from optimade.models import EntryInfoResource, StructureResource
+
+    from crystaldb.api.optimade.entries import FALLBACK, resource
+
+    header, info, entries = _read_optimade_jsonl(exported["optimade-jsonl"] / "optimade.jsonl")
+    assert header["x-optimade"]["meta"]["api_version"] == "1.2.0"
+    assert [line["id"] for line in info] == ["structures"]
+    EntryInfoResource(**info[0])
+    assert set(info[0]["properties"]) >= {k for e in entries for k in e["attributes"]
+                                          if k.startswith("_crystaldb_")}  # fmt: skip
+    assert len(entries) == len(release.members)
+    same = ("chemical_formula_reduced", "nsites", "elements", "nelements", "lattice_vectors",
+            "species", "species_at_sites", "elements_ratios", "nperiodic_dimensions")  # fmt: skip
+    for entry, member in zip(entries, release.members, strict=True):
+        StructureResource(**entry)
+        row = {"id": member.structure_id, "atomic_numbers": list(member.atomic_numbers),
+               "occupancies": None, "lattice": np.asarray(member.lattice).reshape(3, 3),
+               "frac_coords": member.frac_coords, "reduced_formula": member.reduced_formula,
+               "nsites": len(member.atomic_numbers), "elements": list(member.elements),
+               FALLBACK: list(member.atomic_numbers)}  # fmt: skip
+        served = resource(row, same)
+        assert entry["id"] == served["id"]
+        ours = {k: entry["attributes"][k] for k in same}
+        for attributes in (ours, served["attributes"]):  # species: any order
+            attributes["species"] = sorted(attributes["species"], key=lambda s: s["name"])
+        assert ours == served["attributes"]
+        np.testing.assert_allclose(
+            entry["attributes"]["cartesian_site_positions"],
+            resource(row, ["cartesian_site_positions"])["attributes"]["cartesian_site_positions"],
+            atol=1e-9,
+        )
+
+
 def test_parquet_reads_back_with_pyarrow(release: ReleaseData, exported: dict[str, Path]) -> None:
     table = pq.read_table(exported["parquet"] / "members.parquet")
     assert table.column_names == [

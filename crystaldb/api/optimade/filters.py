@@ -13,9 +13,10 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeAlias, cast
 
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer, Tree, v_args
 from optimade.filterparser import LarkParser
 from optimade.models import StructureResourceAttributes
 from sqlalchemy import ColumnElement, Text, and_, any_, bindparam, false, not_, or_, true
@@ -89,7 +90,7 @@ def compile_filter(text: str, distinct: Distinct) -> Compiled:
     if len(text) > MAX_FILTER:
         raise FilterError(f"the filter has {len(text):,} characters; the maximum is {MAX_FILTER:,}")
     try:
-        tree = _PARSER.parse(text)
+        tree = _parse(text)
     except Exception as error:  # BadRequest from the optimade package, lark's errors
         detail = getattr(error, "detail", None) or str(error)
         raise FilterError(f"the filter does not parse: {str(detail)[:300]}") from None
@@ -101,6 +102,14 @@ def compile_filter(text: str, distinct: Distinct) -> Compiled:
     except Exception as error:  # lark wraps what the callbacks raise in VisitError
         raise getattr(error, "orig_exc", error) from None
     return Compiled(_sql(part), builder.warnings)
+
+
+@lru_cache(maxsize=512)
+def _parse(text: str) -> Tree[Token]:
+    """The parse tree of a filter, kept for the pages that follow (lark takes milliseconds;
+    the transform that follows builds new parts and leaves the tree as it is)."""
+    tree: Tree[Token] = _PARSER.parse(text)
+    return tree
 
 
 def _sql(part: Part) -> ColumnElement[bool]:

@@ -7,29 +7,35 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from crystaldb.api.optimade.entries import StoredStructure
+from crystaldb.api.optimade.entries import FALLBACK, Row
 from crystaldb.api.optimade.paging import Sort, decode, encode
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.structures import ExternalId, Structure
 
-_COLUMNS = [
-    Structure.id,
-    Structure.lattice,
-    Structure.frac_coords,
-    Structure.atomic_numbers,
-    Structure.occupancies,
-    Structure.reduced_formula,
-    Structure.hill_formula,
-    Structure.elements,
-    Structure.nsites,
-    Structure.spacegroup_number,
-    Structure.spacegroup_symbol,
-    Structure.crystal_system,
-    Structure.created_at,
-]
+# every column an attribute is built from (entries.BUILDERS), by name; the site counts of
+# the formula fallback only for rows whose stored formulas are not whole-number ones
+COLUMNS: dict[str, Any] = {
+    name: getattr(Structure, name)
+    for name in ("id", "lattice", "frac_coords", "atomic_numbers", "occupancies",
+                 "reduced_formula", "hill_formula", "elements", "nsites", "spacegroup_number",
+                 "spacegroup_symbol", "crystal_system", "created_at")
+}  # fmt: skip
+_WHOLE = "^([A-Z][a-z]?[0-9]*)+$"
+COLUMNS[FALLBACK] = case(
+    (
+        Structure.reduced_formula.contains(".") | ~Structure.hill_formula.regexp_match(_WHOLE),
+        Structure.atomic_numbers,
+    )
+)
+_DECORATIONS = ("band_gap_pbe", "cod_id")  # from other tables, by _decorate
+
+
+def _selected(columns: set[str]) -> list[Any]:
+    """The SQL of the named columns (the decorations come from their own queries)."""
+    return [COLUMNS[name].label(name) for name in COLUMNS if name in columns]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +43,7 @@ class Page:
     """One page of matching structures, how many match in all, whether more follow, and the
     cursor of its last row (None when it is the last page)."""
 
-    rows: list[StoredStructure]
+    rows: list[Row]
     returned: int
     more: bool
     cursor: str | None = None
@@ -50,11 +56,14 @@ def page(
     sort: Sort,
     offset: int = 0,
     cursor: str | None = None,
+    columns: set[str] | None = None,
 ) -> Page:
     """Structures matching `clause` in the sort's order: `limit` after the cursor when there
-    is one (a keyset seek, as fast on page 1,000 as on page 1), else from `offset`."""
+    is one (a keyset seek, as fast on page 1,000 as on page 1), else from `offset`; only the
+    `columns` named (entries.needed), all when None."""
+    columns = set(COLUMNS) | set(_DECORATIONS) if columns is None else columns | {"id"}
     key = sort.key()
-    query = select(*_COLUMNS, key.label("sort_key")).where(clause)
+    query = select(*_selected(columns), key.label("sort_key")).where(clause)
     returned: int | None = None
     if cursor is not None:
         value, last_id, returned = decode(sort, cursor)
@@ -70,17 +79,15 @@ def page(
         counted = select(func.count()).select_from(Structure).where(clause)
         returned = session.scalar(counted) or 0
     last = encode(sort, found[-1].sort_key, found[-1].id, returned) if more else None
-    plain = [{k: v for k, v in r._mapping.items() if k != "sort_key"} for r in found]
-    rows = _decorate(session, plain)
-    return Page(rows, returned, more, last)
+    rows = [dict(r._mapping) for r in found]
+    return Page(_decorate(session, rows, columns), returned, more, last)
 
 
-def one(session: Session, structure_id: int) -> StoredStructure | None:
-    """One structure by id, or None."""
-    raw = [dict(r._mapping) for r in session.execute(
-        select(*_COLUMNS).where(Structure.id == structure_id)
-    )]  # fmt: skip
-    rows = _decorate(session, raw)
+def one(session: Session, structure_id: int, columns: set[str] | None = None) -> Row | None:
+    """One structure by id with the `columns` named (all when None), or None."""
+    columns = set(COLUMNS) | set(_DECORATIONS) if columns is None else columns | {"id"}
+    query = select(*_selected(columns)).where(Structure.id == structure_id)
+    rows = _decorate(session, [dict(r._mapping) for r in session.execute(query)], columns)
     return rows[0] if rows else None
 
 
@@ -105,12 +112,11 @@ def distinct(session: Session, column: Any) -> list[str]:
     return list(session.scalars(select(column).distinct()))
 
 
-def _decorate(session: Session, raw: list[dict[str, Any]]) -> list[StoredStructure]:
-    """Rows with their smallest PBE band gap (the one `sort` orders by) and COD id."""
-    ids = [r["id"] for r in raw]
-    gaps: dict[int, float] = {}
-    cods: dict[int, str] = {}
-    if ids:
+def _decorate(session: Session, rows: list[Row], columns: set[str]) -> list[Row]:
+    """Rows with their smallest PBE band gap (the one `sort` orders by) and COD id, when
+    `columns` asks for them."""
+    ids = [r["id"] for r in rows]
+    if ids and "band_gap_pbe" in columns:
         gap_query = (
             select(Label.structure_id, func.min(Label.value))
             .join(Calculation, Calculation.id == Label.calculation_id)
@@ -119,12 +125,15 @@ def _decorate(session: Session, raw: list[dict[str, Any]]) -> list[StoredStructu
             .group_by(Label.structure_id)
         )
         gaps = {sid: value for sid, value in session.execute(gap_query)}
+        for row in rows:
+            row["band_gap_pbe"] = gaps.get(row["id"])
+    if ids and "cod_id" in columns:
         cod_query = (
             select(ExternalId.structure_id, ExternalId.external_id)
             .where(ExternalId.structure_id.in_(ids), ExternalId.database == "cod")
             .order_by(ExternalId.external_id.desc())
         )
         cods = {sid: eid for sid, eid in session.execute(cod_query)}
-    return [
-        StoredStructure(**r, band_gap_pbe=gaps.get(r["id"]), cod_id=cods.get(r["id"])) for r in raw
-    ]
+        for row in rows:
+            row["cod_id"] = cods.get(row["id"])
+    return rows

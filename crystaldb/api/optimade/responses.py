@@ -81,12 +81,18 @@ def meta(
     )
 
 
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as JSON-ready data, unset fields left out (as the spec prefers)."""
+    data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return data
+
+
 def json_response(model: BaseModel | dict[str, Any], status: int = 200) -> Response:
-    """A JSON:API response from a model (unset fields left out, as the spec prefers)."""
+    """A JSON:API response from a model or from JSON-ready data (strict: no NaN)."""
     if isinstance(model, BaseModel):
         body = model.model_dump_json(exclude_unset=True, by_alias=True)
     else:
-        body = json.dumps(model)
+        body = json.dumps(model, allow_nan=False, separators=(",", ":"))
     return Response(body, status_code=status, media_type=JSON_API)
 
 
