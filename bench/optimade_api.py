@@ -1,6 +1,6 @@
 """OPTIMADE filter queries against the same questions in GraphQL and the raw SQL they issue.
 
-    python bench/optimade.py [--structures 50000] [--repeat 30] [--server URL]
+    python bench/optimade_api.py [--structures 50000] [--repeat 30] [--server URL]
 
 The database is bench/api.py's (its `load`: --structures copies of the real COD and COF
 structures, one PBE gap and one COD id each, then ANALYZE), served by the same app in a
@@ -21,23 +21,15 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# this file's name would hide the optimade package the app imports: load that first
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-import optimade  # noqa: E402, F401
-
-sys.path.append(str(HERE))
-
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-from api import (  # noqa: E402  (bench/api.py)
+import httpx
+import psycopg
+from api import (  # bench/api.py
     DEEP_PAGE,
     PAGE,
     WINDOW,
@@ -49,13 +41,13 @@ from api import (  # noqa: E402  (bench/api.py)
     real_records,
     timings,
 )
-from common import drop_database, fresh_database  # noqa: E402  (bench/common.py)
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from common import drop_database, fresh_database  # bench/common.py
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
-from crystaldb.platform.database import Database, connect  # noqa: E402
-from crystaldb.platform.settings import load_settings  # noqa: E402
-from crystaldb.schema import migrate  # noqa: E402
+from crystaldb.platform.database import Database, connect
+from crystaldb.platform.settings import load_settings
+from crystaldb.schema import migrate
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 OPTIMADE_WINDOW = (
