@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql, OPTIMADE under /optimade/
+"""The ASGI application: the web explorer's pages (`crystaldb.api.web`), GraphQL (with an
+offline GraphiQL) at /graphql, OPTIMADE under /optimade/
 (`crystaldb.api.optimade`) and a health check at /health, behind the HTTP rules of `http`
 (bounded bodies, uploads with a token) and, when origins are configured, CORS. There is no
 websocket route: the schema has no subscriptions, and a websocket would carry queries past the
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 from strawberry import Schema
@@ -28,6 +29,7 @@ from crystaldb.api.http import BoundedRequests
 from crystaldb.api.loaders import Context
 from crystaldb.api.optimade import routes as optimade_routes
 from crystaldb.api.schema import build_schema
+from crystaldb.api.web import graphiql_page, web_routes
 from crystaldb.platform.database import Database, ping
 from crystaldb.platform.settings import Settings, load_settings
 
@@ -42,6 +44,10 @@ class _GraphQL(GraphQL[Context, None]):
         super().__init__(schema, graphql_ide="graphiql", multipart_uploads_enabled=True)
         self.db = db
         self.settings = settings
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """GraphiQL with its JS and CSS from this server, not a CDN: works offline."""
+        return graphiql_page(request)
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         """New loaders for every request, and the request's `Authorization: Bearer` token."""
@@ -96,6 +102,7 @@ def create_app(
     graphql = _GraphQL(db, schema, settings)
     routes: list[BaseRoute] = [_health(db), Route("/graphql", graphql, methods=["GET", "POST"])]
     routes += optimade_routes(db)
+    routes += web_routes(db, schema, settings)
     middleware = [
         Middleware(
             BoundedRequests,

@@ -1,0 +1,39 @@
+"""The GraphQL operations behind the pages, written once here so that they read like the API's
+own documentation examples."""
+
+SEARCH = """
+query Search($filter: StructureFilter, $first: Int!, $after: String, $functional: String!,
+             $byModel: Boolean!) {
+  structures(filter: $filter, first: $first, after: $after, bandGapFunctional: $functional) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node {
+      id reducedFormula nsites spaceGroup { number symbol }
+      labels { property value calculation { functional } }
+      predictions @include(if: $byModel) { property value model { name } }
+    } }
+  }
+  models(first: 100) { name }
+}
+"""
+
+STRUCTURE = """
+query Structure($id: ID!) {
+  structure(id: $id) {
+    id lattice nsites elements reducedFormula hillFormula anonymousFormula
+    spaceGroup { number symbol symprec } crystalSystem volume density flags
+    externalIds { database id }
+    labels { property value unit calculation { functional code codeVersion reference } }
+    predictions {
+      property value uncertainty createdAt model { name architecture } run { id kind status }
+    }
+    releases { name version split }
+  }
+}
+"""
+
+DOWNLOAD = """
+query Download($id: ID!, $cif: Boolean!, $xyz: Boolean!) {
+  structure(id: $id) { reducedFormula cif @include(if: $cif) extxyz @include(if: $xyz) }
+}
+"""

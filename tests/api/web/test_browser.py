@@ -1,0 +1,95 @@
+"""The explorer in a real browser (headless Debian chromium): the pages work, and the browser
+asks nothing of any host but the server (the `page` fixture fails the test otherwise)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api import oracle
+from tests.api.conftest import Api
+from tests.api.web.conftest import Recorder
+
+pytestmark = pytest.mark.slow
+SHOTS = Path(__file__).parents[3] / "docs" / "img"
+Page = tuple[Any, Recorder]
+
+
+def _shot(page: Any, name: str) -> None:
+    """A screenshot for docs/howto/web.md, when SCREENSHOTS=1 (the docs keep the last ones)."""
+    if os.environ.get("SCREENSHOTS") == "1":
+        page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=False)
+
+
+def _table_ids(page: Any) -> list[int]:
+    """The ids of the results table's rows."""
+    return [int(t) for t in page.locator("#results tbody tr td:first-child a").all_inner_texts()]
+
+
+def test_a_search_by_elements_and_band_gap_shows_the_oracles_rows(api: Api, page: Page) -> None:
+    tab, _ = page
+    tab.goto(f"{api.url}/")
+    tab.fill("input[name=all]", "O")
+    tab.fill("input[name=gap_min]", "1")
+    tab.fill("input[name=gap_max]", "4.5")
+    tab.fill("input[name=first]", "500")
+    tab.select_option("select[name=method]", "PBE")
+    tab.click("button[type=submit]")
+    tab.wait_for_selector("#count")
+    spec = {"elements": {"hasAll": ["O"]}, "bandGap": {"gte": 1.0, "lte": 4.5}}
+    expected = sorted(oracle.select(api.rows, spec))
+    assert expected and _table_ids(tab) == expected
+    assert tab.locator("#count strong").inner_text() == str(len(expected))
+    _shot(tab, "search")
+
+
+def test_paging_walks_every_page_once(api: Api, page: Page) -> None:
+    tab, _ = page
+    tab.goto(f"{api.url}/?first=7")
+    seen: list[int] = []
+    for _ in range(len(api.rows)):
+        seen += _table_ids(tab)
+        if tab.locator("#next-page").count() == 0:
+            break
+        tab.click("#next-page")
+        tab.wait_for_selector("#results")
+    assert seen == sorted(api.rows)
+
+
+def test_a_bad_symbol_shows_a_message(api: Api, page: Page) -> None:
+    tab, _ = page
+    tab.goto(f"{api.url}/")
+    tab.fill("input[name=any]", "Qq")
+    tab.click("button[type=submit]")
+    assert "Qq" in tab.locator(".problems").inner_text()
+
+
+def test_the_structure_page_lists_labels_and_predictions(api: Api, page: Page) -> None:
+    tab, _ = page
+    row = next(r for r in api.rows.values() if r.predictions and len(r.gaps) > 1)
+    tab.goto(f"{api.url}/structures/{row.id}")
+    labels = tab.locator("#labels tbody tr").all_inner_texts()
+    assert len(labels) == sum(len(values) for values in row.gaps.values())
+    assert {f for f in row.gaps} <= {line.split("\t")[2].strip() for line in labels}
+    predictions = tab.locator("#predictions tbody").inner_text()
+    for model in row.predictions:
+        assert model in predictions
+    _shot(tab, "structure")
+
+
+def test_graphiql_renders_and_runs_a_query_offline(api: Api, page: Page) -> None:
+    tab, seen = page
+    tab.goto(f"{api.url}/graphql")
+    tab.wait_for_selector(".graphiql-container", timeout=15000)
+    tab.click(".graphiql-execute-button")
+    tab.wait_for_function(
+        "document.querySelector('.result-window') &&"
+        " document.querySelector('.result-window').innerText.includes('totalCount')",
+        timeout=15000,
+    )
+    assert not seen.failed, seen.failed
+    assert not seen.console_errors, seen.console_errors
+    _shot(tab, "graphiql")
