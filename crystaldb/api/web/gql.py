@@ -27,10 +27,10 @@ async def execute(
     settings: Settings | None,
     query: str,
     variables: dict[str, Any],
+    bearer: str | None = None,
 ) -> Answer:
-    """Run a query as an anonymous client would (no token): same guards, same masking."""
-    result = await schema.execute(
-        query, variable_values=variables, context_value=Context(db, settings=settings)
-    )
+    """Run an operation as a client would (`bearer`: a form's token): same guards and masking."""
+    context = Context(db, bearer=bearer or None, settings=settings)
+    result = await schema.execute(query, variable_values=variables, context_value=context)
     errors = [error.message for error in result.errors or []]
     return Answer(result.data, errors)

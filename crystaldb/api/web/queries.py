@@ -37,3 +37,16 @@ query Download($id: ID!, $cif: Boolean!, $xyz: Boolean!) {
   structure(id: $id) { reducedFormula cif @include(if: $cif) extxyz @include(if: $xyz) }
 }
 """
+
+MODELS = """
+query Models { models(first: 100) { name architecture createdAt } }
+"""
+
+PREDICT = """
+mutation Predict($file: Upload!, $models: [String!]!) {
+  predictBandGap(file: $file, models: $models) {
+    reducedFormula nsites spacegroupSymbol spacegroupNumber mean spread
+    predictions { value unit model { name architecture } }
+  }
+}
+"""

@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api
+from crystaldb.api.app import create_app
+from crystaldb.core.soap import SoapHypers
+from crystaldb.jobs.kernels import build_kernel
+from crystaldb.jobs.krr import train_krr
+from crystaldb.jobs.load import write_chunk
+from crystaldb.platform.database import Database
+from crystaldb.platform.settings import Settings
+from crystaldb.query.selection import select_structures
+from crystaldb.release.create import create_release
+from crystaldb.schema.tokens import create_token
+from tests.api.conftest import Api, serving
+from tests.conftest import DatabaseFactory
+from tests.jarvis import OPTB88, jarvis_records
+from tests.sampledb import open_batch
 
 __all__ = ["Api"]
 
@@ -54,9 +71,9 @@ class Recorder:
         return [u for u in self.urls if not (u.startswith(base + "/") or u.startswith("data:"))]
 
 
-@pytest.fixture
-def page(browser: Any, api: Api) -> Iterator[tuple[Any, Recorder]]:
-    """A fresh page; at the end, the test fails on any request to another host."""
+@contextmanager
+def _tab(browser: Any, base: str) -> Iterator[tuple[Any, Recorder]]:
+    """A fresh page; at the end, the test fails on any request to a host but `base`."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     seen = Recorder()
@@ -67,4 +84,50 @@ def page(browser: Any, api: Api) -> Iterator[tuple[Any, Recorder]]:
     )
     yield opened, seen
     context.close()
-    assert not seen.foreign(api.url), f"requests to other hosts: {seen.foreign(api.url)}"
+    assert not seen.foreign(base), f"requests to other hosts: {seen.foreign(base)}"
+
+
+@pytest.fixture
+def page(browser: Any, api: Api) -> Iterator[tuple[Any, Recorder]]:
+    """A fresh page on the `api` server."""
+    with _tab(browser, api.url) as opened:
+        yield opened
+
+
+@dataclass(frozen=True)
+class KrrSite:
+    """A server over the JARVIS sample with a SOAP kernel, two KRR models and a live token."""
+
+    url: str
+    db: Database
+    settings: Settings
+    kernel_id: int
+    models: tuple[str, ...]
+    token: str
+
+
+@pytest.fixture(scope="package")
+def krr_site(databases: DatabaseFactory) -> Iterator[KrrSite]:
+    """Built once for the package, in a database of its own (the `api` one has no KRR)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="crystaldb-test-web-"))
+    settings, db = databases.migrated("crystaldb_web", data_dir)
+    write_chunk(db, open_batch(db), jarvis_records(), labels=OPTB88)
+    create_release(db, "jarvis", "1.0", label="band_gap:OptB88vdW", split="ordered:40,10")
+    ids = list(select_structures(db, release="jarvis").structure_ids)
+    hypers = SoapHypers(n_max=4, l_max=3)
+    kernel = build_kernel(db, settings, ids, hypers=hypers, workers=1)
+    names = ("krr-web-sharp", "krr-web-smooth")
+    for name, alpha in zip(names, (1e-3, 1e-1), strict=True):
+        train_krr(db, settings, kernel.kernel_id, "jarvis", grid=(alpha,), folds=3, name=name)
+    token = create_token(db, "web-test")
+    with serving(create_app(db, settings)) as url:
+        yield KrrSite(url, db, settings, kernel.kernel_id, names, token)
+    db.dispose()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def krr_page(browser: Any, krr_site: KrrSite) -> Iterator[tuple[Any, Recorder]]:
+    """A fresh page on the `krr_site` server."""
+    with _tab(browser, krr_site.url) as opened:
+        yield opened

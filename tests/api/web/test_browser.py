@@ -11,7 +11,8 @@ import pytest
 
 from tests.api import oracle
 from tests.api.conftest import Api
-from tests.api.web.conftest import Recorder
+from tests.api.web.conftest import KrrSite, Recorder
+from tests.api.web.test_predict_form import CIF, mutation
 
 pytestmark = pytest.mark.slow
 SHOTS = Path(__file__).parents[3] / "docs" / "img"
@@ -93,3 +94,23 @@ def test_graphiql_renders_and_runs_a_query_offline(api: Api, page: Page) -> None
     assert not seen.failed, seen.failed
     assert not seen.console_errors, seen.console_errors
     _shot(tab, "graphiql")
+
+
+def test_the_upload_form_shows_the_mutations_numbers(krr_site: KrrSite, krr_page: Page) -> None:
+    tab, seen = krr_page
+    tab.goto(f"{krr_site.url}/predict")
+    tab.set_input_files("#file", str(CIF))
+    tab.wait_for_function(f"document.getElementById('file').dataset.loaded === '{CIF.name}'")
+    tab.select_option("select[name=models]", list(krr_site.models))
+    tab.fill("input[name=token]", krr_site.token)
+    tab.click("button[type=submit]")
+    tab.wait_for_selector("#result")
+    shown = tab.locator("#predictions tbody td:first-child").all_inner_texts()  # form order
+    assert sorted(shown) == sorted(krr_site.models)
+    expected = mutation(krr_site, shown)
+    values = tab.locator("#predictions td.value").all_inner_texts()
+    assert values == [f"{p['value']:.4f}" for p in expected["predictions"]]
+    assert tab.locator("#mean").inner_text() == f"{expected['mean']:.4f}"
+    assert tab.locator("#spread").inner_text() == f"{expected['spread']:.4f}"
+    assert not seen.console_errors, seen.console_errors
+    _shot(tab, "predict")
