@@ -3,15 +3,21 @@ against a Python oracle over the same rows."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from optimade.models import StructureResponseMany, StructureResponseOne
+from ase.data import chemical_symbols
+from optimade.models import LinksResponse, StructureResponseMany, StructureResponseOne
 from optimade.models.utils import anonymize_formula, reduce_formula
 from pymatgen.core import Composition
+from sqlalchemy import select, update
 
-from tests.api.conftest import Api, Row
+from crystaldb.api.optimade.filters import compile_filter
+from crystaldb.api.optimade.provider import Catalogue
+from crystaldb.schema.structures import Structure
+from tests.api.conftest import RELEASE, Api, Row
 
 BASE = "/optimade/v1"
 
@@ -57,6 +63,37 @@ def _pbe(row: Row) -> list[float]:
     return row.gaps.get("PBE", [])
 
 
+def _hse(row: Row) -> list[float]:
+    return row.gaps.get("HSE06", [])
+
+
+def _predicted(row: Row, model: str) -> list[float]:
+    return row.predictions.get(model, [])
+
+
+def _species_names(row: Row) -> set[str]:
+    """species_at_sites as the spec names them: the symbol, "Fe_0.5" where partly occupied."""
+    occupancies = row.columns["occupancies"] or [1.0] * row.columns["nsites"]
+    return {
+        chemical_symbols[z] if occ >= 1 else f"{chemical_symbols[z]}_{occ:g}"
+        for z, occ in zip(row.columns["atomic_numbers"], occupancies, strict=True)
+    }
+
+
+def _ratios(row: Row) -> dict[str, float]:
+    counts = Counter(chemical_symbols[z] for z in row.columns["atomic_numbers"])
+    return {el: n / row.columns["nsites"] for el, n in counts.items()}
+
+
+def _has_ratio(row: Row, element: str, test: Callable[[float], bool]) -> bool:
+    ratio = _ratios(row).get(element)
+    return ratio is not None and test(ratio)
+
+
+_RELEASE = f"{RELEASE[0]}:{RELEASE[1]}"
+_ELEMENTS_BELOW_C = {s for s in chemical_symbols[1:] if s < "C"}
+
+
 Oracle = Callable[[Row], bool]
 CASES: list[tuple[str, Oracle]] = [
     ('elements HAS "C"', lambda r: "C" in r.columns["elements"]),
@@ -97,6 +134,76 @@ CASES: list[tuple[str, Oracle]] = [
     ("NOT _otherdb_field = 2", lambda r: True),
     ('id = "3" OR id = "5"', lambda r: r.id in (3, 5)),
     ('id STARTS WITH "1"', lambda r: str(r.id).startswith("1")),
+    # band gaps by functional, predictions by model, releases
+    ("_crystaldb_band_gap_hse06 > 2", lambda r: any(g > 2 for g in _hse(r))),
+    ("_crystaldb_band_gap_hse06 IS KNOWN", lambda r: bool(_hse(r))),
+    (
+        "_crystaldb_band_gap_hse06 < 3 AND NOT _crystaldb_band_gap_pbe IS KNOWN",
+        lambda r: any(g < 3 for g in _hse(r)) and not _pbe(r),
+    ),
+    (
+        "_crystaldb_predicted_band_gap_linear_density > 1.5",
+        lambda r: any(p > 1.5 for p in _predicted(r, "linear-density")),
+    ),
+    (
+        "_crystaldb_predicted_band_gap_linear_density_nsites IS UNKNOWN",
+        lambda r: not _predicted(r, "linear-density-nsites"),
+    ),
+    (
+        "_crystaldb_predicted_band_gap_linear_density_nsites <= 1 OR nsites < 20",
+        lambda r: (
+            any(p <= 1 for p in _predicted(r, "linear-density-nsites")) or r.columns["nsites"] < 20
+        ),
+    ),
+    (f'_crystaldb_releases HAS "{_RELEASE}"', lambda r: _RELEASE in r.releases),
+    (f'NOT _crystaldb_releases HAS "{_RELEASE}"', lambda r: _RELEASE not in r.releases),
+    ('_crystaldb_releases HAS "api-test:9"', lambda r: False),
+    (
+        f'_crystaldb_releases HAS ANY "{_RELEASE}", "other:1"',
+        lambda r: _RELEASE in r.releases,
+    ),
+    ('_crystaldb_releases HAS ONLY "other:1"', lambda r: not r.releases),
+    ("_crystaldb_releases LENGTH 0", lambda r: not r.releases),
+    ("_crystaldb_releases LENGTH >= 1", lambda r: bool(r.releases)),
+    # HAS with operators, species, zipped elements:elements_ratios
+    ('elements HAS < "C"', lambda r: bool(_ELEMENTS_BELOW_C & set(r.columns["elements"]))),
+    (
+        'elements HAS ALL >= "W", "O"',
+        lambda r: "O" in r.columns["elements"] and any(e >= "W" for e in r.columns["elements"]),
+    ),
+    ('elements HAS ONLY < "I"', lambda r: all(e < "I" for e in r.columns["elements"])),
+    (
+        'elements HAS ANY > "Zn", = "Cu"',
+        lambda r: any(e > "Zn" or e == "Cu" for e in r.columns["elements"]),
+    ),
+    ('species_at_sites HAS "C"', lambda r: "C" in _species_names(r)),
+    ('species_at_sites HAS ALL "C", "H"', lambda r: {"C", "H"} <= _species_names(r)),
+    ('species_at_sites HAS ANY "Cu", "Zn"', lambda r: bool({"Cu", "Zn"} & _species_names(r))),
+    (
+        'species_at_sites HAS ONLY "C", "H", "N", "O"',
+        lambda r: _species_names(r) <= {"C", "H", "N", "O"},
+    ),
+    ('elements:elements_ratios HAS "C":>0.5', lambda r: _has_ratio(r, "C", lambda x: x > 0.5)),
+    ('elements_ratios:elements HAS >0.5:"C"', lambda r: _has_ratio(r, "C", lambda x: x > 0.5)),
+    (
+        'elements:elements_ratios HAS ALL "C":>0.3, "H":<0.5',
+        lambda r: _has_ratio(r, "C", lambda x: x > 0.3) and _has_ratio(r, "H", lambda x: x < 0.5),
+    ),
+    (
+        'elements:elements_ratios HAS ANY "Cu":>0.1, "Zn":>0',
+        lambda r: _has_ratio(r, "Cu", lambda x: x > 0.1) or _has_ratio(r, "Zn", lambda x: x > 0),
+    ),
+    (
+        'elements:elements_ratios HAS ONLY "C":>0.2, "H":>0, "N":<0.2, "O":<=0.25',
+        lambda r: all(
+            {"C": x > 0.2, "H": True, "N": x < 0.2, "O": x <= 0.25}.get(el, False)
+            for el, x in _ratios(r).items()
+        ),
+    ),
+    (
+        'elements:elements_ratios HAS <"C":>=0.25',
+        lambda r: any(el < "C" and x >= 0.25 for el, x in _ratios(r).items()),
+    ),
 ]
 
 
@@ -154,7 +261,10 @@ def test_info_links_versions(api: Api) -> None:
     assert info["data"]["attributes"]["api_version"] == "1.2.0"
     entry = _get(api, "/optimade/info/structures")
     assert "_crystaldb_band_gap_pbe" in entry["data"]["properties"]
-    assert _get(api, f"{BASE}/links")["data"] == []
+    links = _get(api, f"{BASE}/links")
+    LinksResponse(**links)
+    assert [link["attributes"]["link_type"] for link in links["data"]] == ["root"]
+    assert links["data"][0]["attributes"]["base_url"] == f"{api.url}/optimade"
     versions = api.client.get(f"{api.url}/optimade/versions")
     assert versions.text.splitlines() == ["version", "1"]
     assert versions.headers["content-type"].startswith("text/csv")
@@ -166,7 +276,12 @@ def test_info_links_versions(api: Api) -> None:
         (f"{BASE}/structures", {"filter": "nsites >"}, 400),
         (f"{BASE}/structures", {"filter": "crazyfield = 2"}, 400),
         (f"{BASE}/structures", {"filter": "_crystaldb_nonsense = 2"}, 400),
-        (f"{BASE}/structures", {"filter": 'elements:elements_ratios HAS "C":0.5'}, 501),
+        (f"{BASE}/structures", {"filter": 'elements:species_at_sites HAS "C":"C"'}, 501),
+        (f"{BASE}/structures", {"filter": 'species_at_sites HAS > "C"'}, 501),
+        (f"{BASE}/structures", {"filter": "nsites > nelements"}, 501),
+        (f"{BASE}/structures", {"filter": '_crystaldb_releases HAS "no-version"'}, 400),
+        (f"{BASE}/structures", {"filter": '_crystaldb_releases = "api-test:1.0"'}, 400),
+        (f"{BASE}/structures", {"filter": "_crystaldb_predicted_band_gap_nomodel > 1"}, 400),
         (f"{BASE}/structures", {"sort": "chemical_formula_hill"}, 400),
         (f"{BASE}/structures", {"sort": "nsites,-nelements"}, 400),
         (f"{BASE}/structures", {"sort": "_crystaldb_nonsense"}, 400),
@@ -203,3 +318,52 @@ def test_response_fields_select_the_same_values_as_whole_entries(api: Api) -> No
     assert one["data"]["attributes"] == {
         k: whole[0]["attributes"][k] for k in ("species", "nsites")
     }
+
+
+def test_partly_occupied_species_names(api: Api) -> None:
+    # the sample has no partly occupied site: give one row some, in a transaction rolled back
+    row = next(iter(api.rows.values()))
+    n = row.columns["nsites"]
+    symbol = chemical_symbols[row.columns["atomic_numbers"][0]]
+    occupancies = [1 / 3] + [1.0] * (n - 1)
+    known = Catalogue()
+    with api.db.session() as session:
+        session.execute(
+            update(Structure).where(Structure.id == row.id).values(occupancies=occupancies)
+        )
+
+        def ids(text: str) -> set[int]:
+            clause = compile_filter(text, lambda c: [], known).clause
+            return set(session.scalars(select(Structure.id).where(clause)))
+
+        assert row.id in ids(f'species_at_sites HAS "{symbol}_0.333333"')
+        assert row.id not in ids(f'species_at_sites HAS "{symbol}_0.333"')
+        assert row.id not in ids(f'species_at_sites HAS "{symbol}_0.3333330"')
+        only = ", ".join(f'"{s}"' for s in {*row.columns["elements"], f"{symbol}_0.333333"})
+        assert row.id in ids(f"species_at_sites HAS ONLY {only}")
+        whole = ", ".join(f'"{s}"' for s in row.columns["elements"])
+        assert row.id not in ids(f"species_at_sites HAS ONLY {whole}")
+        full = row.columns["atomic_numbers"].count(row.columns["atomic_numbers"][0]) > 1
+        assert (row.id in ids(f'species_at_sites HAS "{symbol}"')) == full
+        session.rollback()
+
+
+def test_provider_fields_by_functional_model_and_release(api: Api) -> None:
+    properties = _get(api, f"{BASE}/info/structures")["data"]["properties"]
+    for name in ("_crystaldb_band_gap_hse06", "_crystaldb_predicted_band_gap_linear_density",
+                 "_crystaldb_predicted_band_gap_linear_density_nsites"):  # fmt: skip
+        assert properties[name]["type"] == "float"
+        assert properties[name]["unit"] == "eV"
+    assert "HSE06" in properties["_crystaldb_band_gap_hse06"]["description"]
+    assert properties["_crystaldb_releases"]["type"] == "list"
+    row = next(r for r in api.rows.values() if _hse(r) and r.releases)
+    attributes = _get(api, f"{BASE}/structures/{row.id}")["data"]["attributes"]
+    assert attributes["_crystaldb_band_gap_hse06"] == min(_hse(row))
+    assert attributes["_crystaldb_releases"] == [_RELEASE]
+    assert attributes["_crystaldb_predicted_band_gap_linear_density"] in _predicted(
+        row, "linear-density"
+    )
+    other = next(r for r in api.rows.values() if not _hse(r) and not r.releases)
+    attributes = _get(api, f"{BASE}/structures/{other.id}")["data"]["attributes"]
+    assert attributes["_crystaldb_band_gap_hse06"] is None
+    assert attributes["_crystaldb_releases"] == []

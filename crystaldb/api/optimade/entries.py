@@ -148,8 +148,10 @@ def _constant(value: Any) -> Callable[[Row], Any]:
 
 
 _SITES = ("atomic_numbers", "occupancies")
-# served attribute -> (the columns it is built from, how)
-BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[Row], Any]]] = {
+Builder = tuple[tuple[str, ...], Callable[[Row], Any]]  # the columns it is built from, how
+RELEASES = f"{PREFIX}releases"
+# served attribute -> its builder (provider.Catalogue adds the data-driven ones)
+BUILDERS: dict[str, Builder] = {
     "last_modified": (("created_at",), lambda r: _TIME.dump_python(r["created_at"], mode="json")),
     "elements": (("elements",), lambda r: sorted(r["elements"])),
     "nelements": (("elements",), lambda r: len(r["elements"])),
@@ -171,22 +173,25 @@ BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[Row], Any]]] = {
     f"{PREFIX}crystal_system": (("crystal_system",), _column("crystal_system")),
     f"{PREFIX}band_gap_pbe": (("band_gap_pbe",), lambda r: _finite(r["band_gap_pbe"])),
     f"{PREFIX}cod_id": (("cod_id",), _column("cod_id")),
+    RELEASES: (("releases",), lambda r: list(r["releases"])),
 }
 
 
-def served(fields: Collection[str] | None) -> list[str]:
+def served(fields: Collection[str] | None, builders: dict[str, Builder] = BUILDERS) -> list[str]:
     """The attributes to build: those asked for that crystaldb serves (all when None)."""
-    return list(BUILDERS) if fields is None else [f for f in BUILDERS if f in fields]
+    return list(builders) if fields is None else [f for f in builders if f in fields]
 
 
-def needed(names: Iterable[str]) -> set[str]:
+def needed(names: Iterable[str], builders: dict[str, Builder] = BUILDERS) -> set[str]:
     """The columns the attributes `names` are built from (the id always)."""
-    return {"id"}.union(*(BUILDERS[name][0] for name in names))
+    return {"id"}.union(*(builders[name][0] for name in names))
 
 
-def resource(row: Row, names: Iterable[str]) -> dict[str, Any]:
+def resource(
+    row: Row, names: Iterable[str], builders: dict[str, Builder] = BUILDERS
+) -> dict[str, Any]:
     """One structures resource with the attributes `names`, as the spec's JSON."""
-    attributes = {name: BUILDERS[name][1](row) for name in names}
+    attributes = {name: builders[name][1](row) for name in names}
     return {"id": str(row["id"]), "type": "structures", "attributes": attributes}
 
 
@@ -201,4 +206,5 @@ PROVIDER_FIELDS: dict[str, tuple[str, str, str | None]] = {
         "eV",
     ),
     f"{PREFIX}cod_id": ("id in the Crystallography Open Database", "string", None),
+    RELEASES: ('the releases holding the structure, as "NAME:VERSION"', "list", None),
 }

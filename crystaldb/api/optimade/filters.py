@@ -23,7 +23,14 @@ from sqlalchemy import ColumnElement, Text, and_, any_, bindparam, false, not_, 
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from crystaldb.api.optimade.entries import PREFIX, optimade_anonymous, optimade_reduced
+from crystaldb.api.optimade import filter_sql
+from crystaldb.api.optimade.entries import (
+    PREFIX,
+    RELEASES,
+    optimade_anonymous,
+    optimade_reduced,
+)
+from crystaldb.api.optimade.provider import Catalogue
 from crystaldb.query.ast import And, Comparison, ElementsTest, FilterError, Mode, Node, Not, Or
 from crystaldb.query.sql import to_sql
 from crystaldb.schema.structures import Structure
@@ -85,8 +92,9 @@ class Compiled:
         self.warnings = warnings
 
 
-def compile_filter(text: str, distinct: Distinct) -> Compiled:
-    """The SQL boolean over `structures` for an OPTIMADE filter; FilterError for a bad one."""
+def compile_filter(text: str, distinct: Distinct, known: Catalogue | None = None) -> Compiled:
+    """The SQL boolean over `structures` for an OPTIMADE filter; FilterError for a bad one.
+    `known` names the data-driven provider fields (provider.catalogue)."""
     if len(text) > MAX_FILTER:
         raise FilterError(f"the filter has {len(text):,} characters; the maximum is {MAX_FILTER:,}")
     try:
@@ -94,7 +102,7 @@ def compile_filter(text: str, distinct: Distinct) -> Compiled:
     except Exception as error:  # BadRequest from the optimade package, lark's errors
         detail = getattr(error, "detail", None) or str(error)
         raise FilterError(f"the filter does not parse: {str(detail)[:300]}") from None
-    builder = _Builder(distinct)
+    builder = _Builder(distinct, known or Catalogue())
     try:
         part = builder.transform(tree)
     except RecursionError:
@@ -161,9 +169,10 @@ def _unescape(token: str) -> str:
 class _Builder(Transformer[Token, Part]):
     """OPTIMADE parse tree -> parts, property by property."""
 
-    def __init__(self, distinct: Distinct) -> None:
+    def __init__(self, distinct: Distinct, known: Catalogue) -> None:
         super().__init__()
         self.distinct = distinct
+        self.known = known
         self.warnings: list[str] = []
 
     # values
@@ -197,11 +206,26 @@ class _Builder(Transformer[Token, Part]):
     def not_implemented_string(self, inner: Any) -> Any:
         raise NotImplementedFilter("a string constant before the property is not supported")
 
-    def value_list(self, *items: Any) -> list[Any]:
-        values = [item for item in items if not isinstance(item, Token) and item is not None]
-        if any(isinstance(item, Token) and str(item) != "=" for item in items):
-            raise NotImplementedFilter("operators inside HAS lists are not supported")
-        return values
+    def value_list(self, *items: Any) -> list[tuple[str, Any]]:
+        """(operator, value) pairs; "=" where no operator is written."""
+        pairs: list[tuple[str, Any]] = []
+        op = "="
+        for item in items:
+            if isinstance(item, Token):
+                op = str(item)
+            elif item is not None:
+                pairs.append((op, item))
+                op = "="
+        return pairs
+
+    def value_zip(self, *items: Any) -> list[tuple[str, Any]]:
+        return self.value_list(*items)
+
+    def value_zip_list(self, *zips: list[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
+        return list(zips)
+
+    def property_zip_addon(self, *props: tuple[str, ...]) -> list[str]:
+        return [".".join(prop) for prop in props]
 
     # right-hand sides
     def value_op_rhs(self, op: Token, value: Any) -> tuple[Any, ...]:
@@ -214,19 +238,24 @@ class _Builder(Transformer[Token, Part]):
         return ("fuzzy", str(kind), rest[-1])
 
     def set_op_rhs(self, _has: Token, *rest: Any) -> tuple[Any, ...]:
+        """("has", mode, values, their operators)."""
         if len(rest) == 2 and isinstance(rest[0], Token) and str(rest[0]) in ("ALL", "ANY", "ONLY"):
-            return ("has", str(rest[0]).lower(), rest[1])
-        op, value = (None, rest[0]) if len(rest) == 1 else rest
-        if op is not None and str(op) != "=":
-            raise NotImplementedFilter("HAS with an operator is not supported")
-        return ("has", "all", [value])
+            pairs = rest[1]
+        else:
+            op, value = (None, rest[0]) if len(rest) == 1 else rest
+            pairs, rest = [(str(op or "="), value)], ("ALL",)
+        values, ops = [v for _, v in pairs], tuple(op for op, _ in pairs)
+        return ("has", str(rest[0]).lower(), values, ops)
 
     def length_op_rhs(self, _length: Token, *rest: Any) -> tuple[Any, ...]:
         op, number = rest if len(rest) == 2 else (None, rest[0])
         return ("length", str(op or "="), _whole(number))
 
-    def set_zip_op_rhs(self, *args: Any) -> tuple[Any, ...]:
-        raise NotImplementedFilter("HAS on zipped properties (a:b HAS ...) is not supported")
+    def set_zip_op_rhs(self, others: list[str], _has: Token, *rest: Any) -> tuple[Any, ...]:
+        """("zip", the other properties, mode, the (operator, value) tuples)."""
+        if len(rest) == 1:
+            return ("zip", others, "all", [rest[0]])
+        return ("zip", others, str(rest[0]).lower(), rest[1])
 
     # comparisons and logic
     def property_first_comparison(self, prop: tuple[str, ...], rhs: tuple[Any, ...]) -> Part:
@@ -256,8 +285,20 @@ class _Builder(Transformer[Token, Part]):
     def _compare(self, prop: tuple[str, ...], rhs: tuple[Any, ...]) -> Part:
         name = ".".join(prop)
         kind = rhs[0]
+        if kind == "has" and name != "elements" and any(op != "=" for op in rhs[3]):
+            raise NotImplementedFilter(f"HAS with an operator on '{name}' is not supported")
+        if kind == "zip":
+            return _zipped(name, rhs)
         if name == "id":
             return _id(rhs)
+        if name in self.known.functionals:
+            return _or([_scalar(name, "band_gap", f, rhs) for f in self.known.functionals[name]])
+        if name in self.known.models:
+            return filter_sql.predicted(self.known.models[name], rhs)
+        if name == RELEASES:
+            return filter_sql.releases(rhs)
+        if name == "species_at_sites" and kind == "has":
+            return filter_sql.species_at_sites(rhs[1], list(zip(rhs[3], rhs[2], strict=True)))
         if name in _SCALARS:
             return _scalar(name, *_SCALARS[name], rhs)
         if name in _DERIVED:
@@ -344,15 +385,15 @@ def _scalar(name: str, field: str, qualifier: str | None, rhs: tuple[Any, ...]) 
     if kind == "op":
         return Comparison(field, rhs[1], rhs[2], qualifier)
     if kind == "known":
-        known = _known(field)
+        known = _known(field, qualifier)
         return known if rhs[1] else _not(known)
     raise FilterError(f"'{name}' takes =, !=, <, <=, >, >= and IS KNOWN")
 
 
-def _known(field: str) -> Part:
+def _known(field: str, qualifier: str | None) -> Part:
     """The test that a crystaldb field has a value."""
     if field == "band_gap":
-        return Comparison("band_gap", ">=", float("-inf"), "PBE")
+        return Comparison("band_gap", ">=", float("-inf"), qualifier)
     if field == "cod":
         return Comparison("source", "=", "cod")
     if field in _NULLABLE:
@@ -367,12 +408,30 @@ def _elements(rhs: tuple[Any, ...]) -> Part:
         mode: Mode = rhs[1]
         if not rhs[2] or not all(isinstance(v, str) for v in rhs[2]):
             raise FilterError("elements HAS takes quoted element symbols")
-        return ElementsTest(mode, tuple(rhs[2]))
+        if all(op == "=" for op in rhs[3]):
+            return ElementsTest(mode, tuple(rhs[2]))
+        # each item: one of the symbols that satisfy it (a GIN-indexed overlap)
+        sets = [filter_sql.symbols_where(op, v) for op, v in zip(rhs[3], rhs[2], strict=True)]
+        if mode == "only":
+            return ElementsTest("only", tuple(sorted(set().union(*sets))))
+        parts = [ElementsTest("any", tuple(s)) if s else false() for s in sets]
+        return _or(parts) if mode == "any" else _and(parts)
     if kind == "length":
         return Comparison("nelements", rhs[1], _whole(rhs[2]))
     if kind == "known":
         return _bool(rhs[1])
     raise FilterError("'elements' is a list: use HAS, HAS ALL, HAS ANY, HAS ONLY or LENGTH")
+
+
+def _zipped(name: str, rhs: tuple[Any, ...]) -> Part:
+    """elements:elements_ratios HAS ... (either order); other zips are a 501."""
+    names = [name, *rhs[1]]
+    if sorted(names) != ["elements", "elements_ratios"]:
+        raise NotImplementedFilter(
+            f"HAS on the zipped properties {':'.join(names)} is not supported"
+        )
+    items = rhs[3] if names[0] == "elements" else [list(reversed(item)) for item in rhs[3]]
+    return filter_sql.zipped_ratios(rhs[2], items)
 
 
 def _timestamp(rhs: tuple[Any, ...]) -> Part:

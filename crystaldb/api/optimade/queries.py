@@ -3,6 +3,7 @@ label and external-id values the provider fields show."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session
 from crystaldb.api.optimade.entries import FALLBACK, Row
 from crystaldb.api.optimade.paging import Sort, decode, encode
 from crystaldb.schema.labels import Calculation, Label
+from crystaldb.schema.ml import Model, Prediction
+from crystaldb.schema.releases import Release, ReleaseMember
 from crystaldb.schema.structures import ExternalId, Structure
 
 # every column an attribute is built from (entries.BUILDERS), by name; the site counts of
@@ -30,7 +33,8 @@ COLUMNS[FALLBACK] = case(
         Structure.atomic_numbers,
     )
 )
-_DECORATIONS = ("band_gap_pbe", "cod_id")  # from other tables, by _decorate
+_DECORATIONS = ("band_gap_pbe", "cod_id", "releases")  # from other tables, by _decorate
+GAP, PREDICTION = "gap:", "prediction:"  # decorations named by functional, by model (provider)
 
 
 def _selected(columns: set[str]) -> list[Any]:
@@ -136,4 +140,53 @@ def _decorate(session: Session, rows: list[Row], columns: set[str]) -> list[Row]
         cods = {sid: eid for sid, eid in session.execute(cod_query)}
         for row in rows:
             row["cod_id"] = cods.get(row["id"])
+    if ids:
+        _decorate_more(session, rows, ids, columns)
     return rows
+
+
+def _decorate_more(session: Session, rows: list[Row], ids: list[int], columns: set[str]) -> None:
+    """Rows with their releases ("NAME:VERSION", sorted), their smallest band gap per functional
+    and their most recent prediction per model, as `columns` asks (provider.Catalogue)."""
+    by_id = {row["id"]: row for row in rows}
+    if "releases" in columns:
+        for row in rows:
+            row["releases"] = []
+        members = (
+            select(ReleaseMember.structure_id, Release.name, Release.version)
+            .join(Release, Release.id == ReleaseMember.release_id)
+            .where(ReleaseMember.structure_id.in_(ids))
+            .order_by(Release.name, Release.version)
+        )
+        for sid, name, version in session.execute(members):
+            by_id[sid]["releases"].append(f"{name}:{version}")
+    functionals = [c.removeprefix(GAP) for c in columns if c.startswith(GAP)]
+    models = [c.removeprefix(PREDICTION) for c in columns if c.startswith(PREDICTION)]
+    for row in rows:
+        row.update({f"{GAP}{f}": None for f in functionals})
+        row.update({f"{PREDICTION}{m}": None for m in models})
+    if functionals:
+        gaps = (
+            select(Label.structure_id, Calculation.functional, func.min(Label.value))
+            .join(Calculation, Calculation.id == Label.calculation_id)
+            .where(Label.structure_id.in_(ids), Label.property == "band_gap")
+            .where(Calculation.functional.in_(functionals))
+            .group_by(Label.structure_id, Calculation.functional)
+        )
+        for sid, functional, value in session.execute(gaps):
+            by_id[sid][f"{GAP}{functional}"] = _finite(value)
+    if models:
+        predicted = (
+            select(Prediction.structure_id, Model.name, Prediction.value)
+            .join(Model, Model.id == Prediction.model_id)
+            .where(Prediction.structure_id.in_(ids), Prediction.property == "band_gap")
+            .where(Model.name.in_(models))
+            .order_by(Prediction.id)
+        )
+        for sid, model, value in session.execute(predicted):  # the most recent comes last
+            by_id[sid][f"{PREDICTION}{model}"] = _finite(value)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: those are unknown."""
+    return value if value is not None and math.isfinite(value) else None

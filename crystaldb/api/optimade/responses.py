@@ -13,6 +13,8 @@ from optimade.models import (
     EntryInfoResource,
     ErrorResponse,
     Implementation,
+    LinksResource,
+    LinksResourceAttributes,
     OptimadeError,
     Provider,
     ResponseMeta,
@@ -106,6 +108,21 @@ def error(request: Request, status: int, detail: str) -> Response:
     return json_response(body, status)
 
 
+def root_link(request: Request) -> LinksResource:
+    """`links`: the root of this implementation, its unversioned base (no index meta-database)."""
+    return LinksResource(
+        id=PROVIDER,
+        type="links",
+        attributes=LinksResourceAttributes(
+            name="crystaldb",
+            description="crystal structures with DFT band gaps, in PostgreSQL",
+            base_url=f"{str(request.base_url).rstrip('/')}/optimade",
+            homepage=None,
+            link_type="root",
+        ),
+    )
+
+
 def info_resource(request: Request) -> BaseInfoResource:
     """The base `info` resource."""
     return BaseInfoResource(
@@ -120,7 +137,9 @@ def info_resource(request: Request) -> BaseInfoResource:
     )
 
 
-def structures_info() -> EntryInfoResource:
+def structures_info(
+    provided: dict[str, tuple[str, str, str | None]] = PROVIDER_FIELDS,
+) -> EntryInfoResource:
     """`info/structures`: every property served, its description, type and unit."""
     described = StructureResourceAttributes.model_fields
     properties: dict[str, dict[str, Any]] = {}
@@ -129,7 +148,7 @@ def structures_info() -> EntryInfoResource:
         text = (field.description if field else None) or name
         sortable = name in SORTABLE
         properties[name] = {"description": text.split("\n")[0], "type": kind, "sortable": sortable}
-    for name, (text, kind, unit) in PROVIDER_FIELDS.items():
+    for name, (text, kind, unit) in provided.items():
         sortable = name in SORTABLE
         properties[name] = {"description": text, "type": kind, "sortable": sortable, "unit": unit}
     return EntryInfoResource(

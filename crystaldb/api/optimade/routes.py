@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from crystaldb.api.optimade import queries
+from crystaldb.api.optimade import provider, queries
 from crystaldb.api.optimade.entries import needed, resource, served
 from crystaldb.api.optimade.filters import FilterError, NotImplementedFilter, compile_filter
 from crystaldb.api.optimade.paging import PagingError, parse_sort
@@ -30,6 +30,7 @@ from crystaldb.api.optimade.responses import (
     info_resource,
     json_response,
     meta,
+    root_link,
     structures_info,
 )
 from crystaldb.platform.database import Database
@@ -105,11 +106,13 @@ def _handlers(db: Database) -> dict[str, Callable[[Request], Awaitable[Response]
         return json_response(InfoResponse(data=info_resource(request), meta=meta(request, 1)))
 
     async def entry_info(request: Request) -> Response:
-        body = EntryInfoResponse(data=structures_info(), meta=meta(request, 1))
+        found = await in_session(provider.catalogue)
+        body = EntryInfoResponse(data=structures_info(found.definitions()), meta=meta(request, 1))
         return json_response(body)
 
     async def links(request: Request) -> Response:
-        return json_response(LinksResponse(data=[], meta=meta(request, 0)))
+        body = LinksResponse(data=[root_link(request)], meta=meta(request, 1, available=1))
+        return json_response(body)
 
     async def versions(request: Request) -> Response:
         return PlainTextResponse("version\n1\n", media_type="text/csv; header=present")
@@ -125,16 +128,19 @@ def _handlers(db: Database) -> dict[str, Callable[[Request], Awaitable[Response]
             raise _Refused(400, "give page_cursor or page_offset, not both")
         sort, sort_warnings = parse_sort(request.query_params.get("sort"))
         text = request.query_params.get("filter", "").strip()
-        names = served(_fields(request))
-        columns = needed(names)
+        fields = _fields(request)
 
         def work(session: Any) -> Any:
-            compiled = compile_filter(text, lambda c: queries.distinct(session, c))
+            known = provider.catalogue(session)
+            builders = known.builders()
+            names = served(fields, builders)
+            compiled = compile_filter(text, lambda c: queries.distinct(session, c), known)
+            columns = needed(names, builders)
             found = queries.page(session, compiled.clause, limit, sort, offset, cursor, columns)
-            return compiled.warnings, found, queries.total(session)
+            data = [resource(row, names, builders) for row in found.rows]
+            return compiled.warnings, found, data, queries.total(session)
 
-        warnings, found, available = await in_session(work)
-        data = [resource(row, names) for row in found.rows]
+        warnings, found, data, available = await in_session(work)
         links = {"next": _next_link(request, found.cursor, limit) if found.cursor else None}
         notes = warnings + sort_warnings
         return _body(data, meta(request, found.returned, found.more, notes, available), links)
@@ -142,13 +148,18 @@ def _handlers(db: Database) -> dict[str, Callable[[Request], Awaitable[Response]
     async def structure(request: Request) -> Response:
         _common(request)
         sid = request.path_params["entry_id"]
-        names = served(_fields(request))
-        row = None
-        if re.fullmatch(r"\d{1,18}", sid):
-            row = await in_session(lambda s: queries.one(s, int(sid), needed(names)))
-        if row is None:
+        fields = _fields(request)
+
+        def work(session: Any) -> dict[str, Any] | None:
+            builders = provider.catalogue(session).builders()
+            names = served(fields, builders)
+            row = queries.one(session, int(sid), needed(names, builders))
+            return None if row is None else resource(row, names, builders)
+
+        entry = await in_session(work) if re.fullmatch(r"\d{1,18}", sid) else None
+        if entry is None:
             raise _Refused(404, f"no structure has id {sid[:40]!r}")
-        return _body(resource(row, names), meta(request, 1))
+        return _body(entry, meta(request, 1))
 
     return {
         "info": info,
