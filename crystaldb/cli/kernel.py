@@ -13,12 +13,13 @@ from crystaldb.cli.common import (
     stage_progress,
 )
 from crystaldb.core.soap import SoapHypers
+from crystaldb.jobs.embeddings import embed_kernel
 from crystaldb.jobs.kernels import build_kernel, choose_landmarks, list_kernels
 from crystaldb.platform.settings import load_settings
 from crystaldb.workflows.kernels import kernel_columns
 
 app = typer.Typer(
-    help="SOAP descriptors and kernel matrices (Zarr, tiled on Dask): build, list.",
+    help="SOAP descriptors and kernel matrices (Zarr, tiled on Dask): build, list, embed.",
     no_args_is_help=True,
 )
 
@@ -127,3 +128,18 @@ def kernel_list() -> None:
             kernel.array_uri,
         )
     console.print(table)
+
+
+@app.command("embed")
+def kernel_embed(
+    kernel: int = typer.Option(..., "--kernel", help="ID of a complete square kernel."),
+    method: str = typer.Option(
+        default_of(embed_kernel, "method"), "--method", help="kpca: kernel PCA (for now)."
+    ),
+) -> None:
+    """A 2D map of a square kernel's rows, stored for the web explorer's /map."""
+    summary = embed_kernel(current_database(), kernel, method)
+    console.print(
+        f"embedding {summary.embedding_id}: {summary.points} points of kernel {kernel}"
+        f" by {summary.method} (run {summary.run_id}); see /map?embedding={summary.embedding_id}"
+    )

@@ -5,6 +5,7 @@ This package is the only place that defines tables; every other layer imports th
 
 from crystaldb.schema.base import Base
 from crystaldb.schema.descriptors import DescriptorSet, KernelMatrix
+from crystaldb.schema.embeddings import KernelEmbedding
 from crystaldb.schema.graphs import GraphRecipe, QuotientGraph
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model, Prediction
@@ -23,6 +24,7 @@ __all__ = [
     "GraphRecipe",
     "IngestBatch",
     "IngestReject",
+    "KernelEmbedding",
     "KernelMatrix",
     "Label",
     "Model",

@@ -1,5 +1,5 @@
 """The explorer's routes: `/` (search), `/structures/{id}` (one structure, its downloads),
-`/predict` (the prediction form),
+`/predict` (the prediction form), `/map` (the kernel map),
 `/static/` (the explorer's CSS) and `/static/graphiql/` (GraphiQL's vendored JS and CSS)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from strawberry import Schema
 
-from crystaldb.api.web import form, predict, queries
+from crystaldb.api.web import form, kernel_map, predict, queries
 from crystaldb.api.web.gql import execute
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -104,6 +104,7 @@ def web_routes(db: Database, schema: Schema, settings: Settings | None) -> list[
         Route("/structures/{id}", structure, methods=["GET"]),
         Route("/structures/{id}/download/{format}", download, methods=["GET"]),
         Route("/predict", predict.route(TEMPLATES, schema, db, settings), methods=["GET", "POST"]),
+        Route("/map", kernel_map.route(TEMPLATES, db), methods=["GET"]),
         Mount("/static/graphiql", StaticFiles(directory=graphiql_assets()), name="graphiql"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

@@ -16,6 +16,7 @@ import pytest
 
 from crystaldb.api.app import create_app
 from crystaldb.core.soap import SoapHypers
+from crystaldb.jobs.embeddings import embed_kernel
 from crystaldb.jobs.kernels import build_kernel
 from crystaldb.jobs.krr import train_krr
 from crystaldb.jobs.load import write_chunk
@@ -124,6 +125,12 @@ def krr_site(databases: DatabaseFactory) -> Iterator[KrrSite]:
         yield KrrSite(url, db, settings, kernel.kernel_id, names, token)
     db.dispose()
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def krr_map(krr_site: KrrSite) -> int:
+    """A kernel PCA map of the site's kernel, embedded once: its id."""
+    return embed_kernel(krr_site.db, krr_site.kernel_id).embedding_id
 
 
 @pytest.fixture

@@ -114,3 +114,26 @@ def test_the_upload_form_shows_the_mutations_numbers(krr_site: KrrSite, krr_page
     assert tab.locator("#spread").inner_text() == f"{expected['spread']:.4f}"
     assert not seen.console_errors, seen.console_errors
     _shot(tab, "predict")
+
+
+def test_the_map_draws_every_row_and_a_click_opens_the_structure(
+    krr_site: KrrSite, krr_map: int, krr_page: Page
+) -> None:
+    from crystaldb.schema import KernelMatrix
+
+    tab, seen = krr_page
+    with krr_site.db.session() as session:
+        rows = session.get_one(KernelMatrix, krr_site.kernel_id).row_ids
+    tab.goto(f"{krr_site.url}/map?embedding={krr_map}")
+    circles = tab.locator("#kernel-map g.points circle")
+    assert circles.count() == len(rows)
+    box = tab.locator("#kernel-map").bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 300  # drawn, not hidden
+    _shot(tab, "map")
+    target = circles.last  # drawn last, so never under another point
+    sid = target.get_attribute("data-structure")
+    assert sid is not None and int(sid) in rows
+    target.click()
+    tab.wait_for_url(f"{krr_site.url}/structures/{sid}")
+    assert tab.locator("h1").inner_text()  # the structure page rendered
+    assert not seen.console_errors, seen.console_errors

@@ -1,0 +1,49 @@
+"""Embedding a stored kernel of the JARVIS crystals: stored with its run; rectangles refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crystaldb.core.embedding import kernel_pca
+from crystaldb.jobs.embeddings import embed_kernel, list_embeddings
+from crystaldb.jobs.kernels import KernelError, build_kernel
+from crystaldb.platform.store import open_array_uri
+from crystaldb.query.selection import select_structures
+from crystaldb.schema import KernelEmbedding, KernelMatrix, Run
+from tests.jarvis import LabelledDatabase
+from tests.jobs.test_kernels import SMALL
+
+
+def test_embedding_is_stored_with_its_run(jarvis: LabelledDatabase) -> None:
+    ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    kernel = build_kernel(jarvis.db, jarvis.settings, ids, hypers=SMALL, tile=16, workers=1)
+    summary = embed_kernel(jarvis.db, kernel.kernel_id)
+    with jarvis.db.session() as session:
+        row = session.get_one(KernelEmbedding, summary.embedding_id)
+        run = session.get_one(Run, row.run_id)
+        matrix = session.get_one(KernelMatrix, kernel.kernel_id)
+        assert (row.kernel_id, row.method, run.kind, run.status) == (
+            kernel.kernel_id, "kpca", "embedding", "succeeded",
+        )  # fmt: skip
+        assert row.structure_ids == matrix.row_ids == ids
+        assert run.parameters == row.parameters == {
+            "kernel_id": kernel.kernel_id, "method": "kpca", "components": 2,
+        }  # fmt: skip
+        assert run.results == {"embedding_id": row.id, "points": len(ids)}
+        expected = kernel_pca(np.asarray(open_array_uri(matrix.array_uri, "kernel")[:]))
+        np.testing.assert_allclose(np.column_stack([row.x, row.y]), expected)
+    assert summary.embedding_id in [e.id for e in list_embeddings(jarvis.db)]
+
+
+def test_rectangles_and_unknown_kernels_are_refused(jarvis: LabelledDatabase) -> None:
+    ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
+    rect = build_kernel(
+        jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=SMALL, tile=16, workers=1
+    )
+    with pytest.raises(KernelError, match=r"rectangle.*--kernel"):
+        embed_kernel(jarvis.db, rect.kernel_id)
+    with pytest.raises(KernelError, match="--kernel: no kernel"):
+        embed_kernel(jarvis.db, 10**9)
+    with pytest.raises(KernelError, match="--method"):
+        embed_kernel(jarvis.db, rect.kernel_id, method="tsne")
