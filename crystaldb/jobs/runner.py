@@ -7,9 +7,11 @@ runs in the memory of a few batches). Items are produced lazily, when a slot fre
 
 With `bisect=True` an item is a list (a chunk) and a task that fails, because its worker
 died in native code (KilledWorker) or the task raised, is split in two and both halves are
-retried first, until the one element that still fails alone is handed back as `Crashed`: a
-crash costs the job one element, never the run. Ingest and graphs use that; kernels and
-prediction need every structure, so there a failure stops the job with its cause.
+retried first. A single element that fails is run again by itself once the tasks in flight
+have finished, since every task a dying worker held fails with it, innocent or not; if it
+fails alone it is handed back as `Crashed`: a crash costs the job one element, never the run.
+Ingest and graphs use that; kernels and prediction need every structure, so there a failure
+stops the job with its cause.
 Progress is the caller's: it is told each result as it lands.
 """
 
@@ -66,10 +68,18 @@ def run_window(
         raise ValueError(f"window must be at least 1, not {window}")
     source = enumerate(items)
     retry: deque[tuple[int, T]] = deque()  # halves of failed chunks go before new items
-    in_flight: dict[Future, tuple[int, T]] = {}
+    suspects: deque[tuple[int, T]] = deque()  # single elements that failed once
+    in_flight: dict[Future, tuple[int, T, bool]] = {}  # item, and whether it ran alone
     queue = as_completed()
 
     def feed() -> None:
+        if any(alone for _, _, alone in in_flight.values()):
+            return  # a suspect runs by itself: nothing joins it
+        if suspects:  # wait for the others to finish, then try the suspect alone
+            if not in_flight:
+                index, item = suspects.popleft()
+                submitted(index, item, alone=True)
+            return
         while len(in_flight) < window:
             if retry:
                 index, item = retry.popleft()
@@ -78,13 +88,16 @@ def run_window(
                 if nxt is None:
                     return
                 index, item = nxt
-            future = submit(item)
-            in_flight[future] = (index, item)
-            queue.add(future)
+            submitted(index, item, alone=False)
+
+    def submitted(index: int, item: T, alone: bool) -> None:
+        future = submit(item)
+        in_flight[future] = (index, item, alone)
+        queue.add(future)
 
     feed()
     for future in queue:
-        index, item = in_flight.pop(future)
+        index, item, alone = in_flight.pop(future)
         try:
             result = future.result()
         except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
@@ -94,9 +107,12 @@ def run_window(
             if len(chunk) > 1:
                 half = len(chunk) // 2
                 retry.extendleft([(index, chunk[half:]), (index, chunk[:half])])  # type: ignore[list-item]
-                feed()
-                continue
-            result = Crashed(exc)
+            elif not alone:  # it may only have shared the dying worker with the culprit
+                suspects.append((index, item))
+            else:
+                yield Done(index, item, Crashed(exc))
+            feed()
+            continue
         yield Done(index, item, result)
         feed()
 

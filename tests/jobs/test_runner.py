@@ -65,6 +65,23 @@ def test_a_chunk_that_kills_its_worker_is_bisected_down_to_the_one_element(
     assert squares == sorted(n * n for n in range(32) if n != POISON)  # nothing lost or doubled
 
 
+def test_elements_that_only_shared_the_dying_worker_are_not_quarantined(
+    client: Client,
+) -> None:
+    """Every task a dying worker held fails with it; only the one failing alone is refused."""
+    chunks = [[n] for n in range(16)]  # one element each, four in flight on two workers
+
+    def submit(chunk: list[int]) -> Future:
+        return client.submit(squares_or_die, chunk, pure=False)
+
+    for _ in range(3):  # which innocents share the dying worker varies from run to run
+        done = list(run_window(submit, chunks, window=4, bisect=True))
+        assert [d.item for d in done if isinstance(d.result, Crashed)] == [[POISON]]
+        assert sorted(d.item[0] for d in done if not isinstance(d.result, Crashed)) == [
+            n for n in range(16) if n != POISON
+        ]
+
+
 def test_without_bisection_a_failure_stops_the_job_with_its_cause(client: Client) -> None:
     with pytest.raises(ValueError, match="cannot take 13"):
         list(bounded_map(client, fails_on_poison, range(20), 3))
