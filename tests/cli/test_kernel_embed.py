@@ -9,14 +9,14 @@ from crystaldb.query.selection import select_structures
 from crystaldb.schema import KernelEmbedding
 from tests.conftest import run_cli
 from tests.jarvis import LabelledDatabase
-from tests.jobs.test_kernels import SMALL
+from tests.jobs.test_embeddings import EMBED
 
 
 def test_kernel_embed_prints_the_embedding_id(jarvis: LabelledDatabase) -> None:
     ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
-    square = build_kernel(jarvis.db, jarvis.settings, ids, hypers=SMALL, tile=16, workers=1)
+    square = build_kernel(jarvis.db, jarvis.settings, ids, hypers=EMBED, tile=16, workers=1)
     rect = build_kernel(
-        jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=SMALL, tile=16, workers=1
+        jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=EMBED, tile=16, workers=1
     )
     env = {
         "CRYSTALDB_DATABASE_URL": str(jarvis.settings.database_url),

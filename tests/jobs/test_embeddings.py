@@ -6,18 +6,22 @@ import numpy as np
 import pytest
 
 from crystaldb.core.embedding import kernel_pca
+from crystaldb.core.soap import SoapHypers
 from crystaldb.jobs.embeddings import embed_kernel, list_embeddings
 from crystaldb.jobs.kernels import KernelError, build_kernel
 from crystaldb.platform.store import open_array_uri
 from crystaldb.query.selection import select_structures
 from crystaldb.schema import KernelEmbedding, KernelMatrix, Run
 from tests.jarvis import LabelledDatabase
-from tests.jobs.test_kernels import SMALL
+
+# Its own hyperparameters: the session's jarvis database is shared, and tests/jobs/
+# test_kernels.py counts the tiles it computes for its SMALL kernel itself.
+EMBED = SoapHypers(cutoff=3.5, n_max=3, l_max=2)
 
 
 def test_embedding_is_stored_with_its_run(jarvis: LabelledDatabase) -> None:
     ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
-    kernel = build_kernel(jarvis.db, jarvis.settings, ids, hypers=SMALL, tile=16, workers=1)
+    kernel = build_kernel(jarvis.db, jarvis.settings, ids, hypers=EMBED, tile=16, workers=1)
     summary = embed_kernel(jarvis.db, kernel.kernel_id)
     with jarvis.db.session() as session:
         row = session.get_one(KernelEmbedding, summary.embedding_id)
@@ -39,7 +43,7 @@ def test_embedding_is_stored_with_its_run(jarvis: LabelledDatabase) -> None:
 def test_rectangles_and_unknown_kernels_are_refused(jarvis: LabelledDatabase) -> None:
     ids = list(select_structures(jarvis.db, release=jarvis.release).structure_ids)
     rect = build_kernel(
-        jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=SMALL, tile=16, workers=1
+        jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=EMBED, tile=16, workers=1
     )
     with pytest.raises(KernelError, match=r"rectangle.*--kernel"):
         embed_kernel(jarvis.db, rect.kernel_id)
