@@ -98,3 +98,18 @@ def selection(
 def soap_label(hypers: SoapHypers) -> str:
     """The SOAP hyperparameters as the kernel lines print them: r_c 4 A, n 8, l 6."""
     return f"r_c {hypers.cutoff:g} A, n {hypers.n_max}, l {hypers.l_max}"
+
+
+def outcome_progress(label: str) -> Progress:
+    """A bar with a count, what became of the items so far, and the rate: ingest and graphs."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[outcome]}"),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

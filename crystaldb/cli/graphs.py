@@ -7,16 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from crystaldb.cli.common import console, current_database, default_of
+from crystaldb.cli.common import console, current_database, default_of, outcome_progress
 from crystaldb.core.graphs import DEFAULT_KNN_RADIUS, DEFAULT_MIN_SOLID_ANGLE, parse_recipe
 from crystaldb.jobs.graphs import GraphBuildSummary, build_graphs
 from crystaldb.platform.settings import load_settings
@@ -31,17 +23,7 @@ app = typer.Typer(
 @contextmanager
 def graphs_progress(recipe: str) -> Iterator[Callable[[GraphBuildSummary], None]]:
     """A bar with structures done, edges written and failures, and the rate."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn(f"[bold]graphs {recipe}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[outcome]}"),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    progress = outcome_progress(f"graphs {recipe}")
     start = time.perf_counter()
     with progress:
         task = progress.add_task("graphs", total=None, outcome="", rate="")

@@ -8,17 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from crystaldb.cli.common import console, current_database, default_of
+from crystaldb.cli.common import console, current_database, default_of, outcome_progress
 from crystaldb.core.validate import Limits
 from crystaldb.formats.labels import read_label_table
 from crystaldb.jobs.ingest import IngestSummary, ingest_omdb_gap1, ingest_paths, reject_reasons
@@ -31,17 +23,7 @@ IngestCallbacks = tuple[Callable[[int | None], None], Callable[[IngestSummary], 
 @contextmanager
 def ingest_progress() -> Iterator[IngestCallbacks]:
     """A bar with files done, what became of them, and the rate."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]ingest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[outcome]}"),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    progress = outcome_progress("ingest")
     start = time.perf_counter()
     with progress:
         task = progress.add_task("ingest", total=None, outcome="", rate="")
