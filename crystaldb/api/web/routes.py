@@ -1,6 +1,7 @@
 """The explorer's routes: `/` (search), `/structures/{id}` (one structure, its downloads),
 `/predict` (the prediction form), `/map` (the kernel map),
-`/static/` (the explorer's CSS) and `/static/graphiql/` (GraphiQL's vendored JS and CSS)."""
+`/static/` (the explorer's CSS), `/static/graphiql/` (GraphiQL's vendored JS and CSS) and
+`/static/chemiscope/` (chemiscope.min.js from the installed chemiscope package)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def graphiql_assets() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("graphene-django-graphiql-static is not installed (pip install -e .)")
     return Path(next(iter(spec.submodule_search_locations))) / "static" / spec.name
+
+
+def chemiscope_assets() -> Path:
+    """chemiscope.min.js as the chemiscope package installs it: the map and the 3D view, offline."""
+    spec = find_spec("chemiscope")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("chemiscope is not installed (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations))) / "sphinx" / "static"
 
 
 def graphiql_page(request: Request) -> HTMLResponse:
@@ -106,6 +115,7 @@ def web_routes(db: Database, schema: Schema, settings: Settings | None) -> list[
         Route("/predict", predict.route(TEMPLATES, schema, db, settings), methods=["GET", "POST"]),
         Route("/map", kernel_map.route(TEMPLATES, db), methods=["GET"]),
         Mount("/static/graphiql", StaticFiles(directory=graphiql_assets()), name="graphiql"),
+        Mount("/static/chemiscope", StaticFiles(directory=chemiscope_assets()), name="chemiscope"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
