@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 
 from crystaldb.core.splits import assign, parse_split
@@ -142,7 +143,7 @@ def _member_query(
     """One query: filter, first source for the order, the earliest matching label."""
     origin = (
         select(Source.structure_id, Source.path, Source.entry)
-        .distinct(Source.structure_id)
+        .ext(distinct_on(Source.structure_id))
         .order_by(Source.structure_id, Source.duplicate, Source.id)
         .subquery("origin")
     )
@@ -155,7 +156,7 @@ def _member_query(
             select(Label.structure_id, Label.id.label("label_id"))
             .join(Calculation, Calculation.id == Label.calculation_id)
             .where(Label.property == choice.property, Calculation.functional == choice.functional)
-            .distinct(Label.structure_id)
+            .ext(distinct_on(Label.structure_id))
             .order_by(Label.structure_id, Label.calculation_id)
             .subquery("chosen")
         )
