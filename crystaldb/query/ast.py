@@ -1,9 +1,11 @@
 """The filter language's AST and its errors: what every front end builds and every backend reads.
 
-The nodes are frozen dataclasses (`Comparison`, `Membership`, `ElementsTest`, `FlagsTest`,
-`And`, `Or`, `Not`), pure data: this module loads neither lark nor SQLAlchemy, so the GraphQL
-filter input (`crystaldb.api.filters`) can build a `Node` by hand, and a backend other than
-`crystaldb.query.sql` could compile one. `crystaldb.query.grammar` builds them from text;
+The nodes are frozen dataclasses (`Comparison`, `FieldComparison`, `Membership`,
+`ElementsTest`, `FlagsTest`, `And`, `Or`, `Not`), pure data: this module loads neither lark
+nor SQLAlchemy, so the GraphQL filter input (`crystaldb.api.filters`) and the OPTIMADE filters
+(`crystaldb.api.optimade.filters`) can build a `Node` by hand, and a backend other than
+`crystaldb.query.sql` could compile one. `crystaldb.query.grammar` builds them from text
+(every node but `FieldComparison`, which only OPTIMADE filters write);
 `crystaldb.query.fields` checks and normalises them against the field table.
 
 Errors: `FilterError` is what callers see, one line that says where and what to do. `Invalid`
@@ -38,6 +40,19 @@ class Comparison:
     op: Op
     value: Value
     qualifier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldComparison:
+    """`field[qualifier] op other[other_qualifier]`: two numeric fields of the same structure
+    (`nsites > nelements`); true when both have values and some pair of them compares so (a
+    label field holds one value per calculation)."""
+
+    field: str
+    op: Op
+    other: str
+    qualifier: str | None = None
+    other_qualifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +101,9 @@ class Not:
     operand: Node
 
 
-Node: TypeAlias = Comparison | Membership | ElementsTest | FlagsTest | And | Or | Not
+Node: TypeAlias = (
+    Comparison | FieldComparison | Membership | ElementsTest | FlagsTest | And | Or | Not
+)
 ListTest: TypeAlias = ElementsTest | FlagsTest  # the tests of has/excludes
 
 

@@ -51,6 +51,7 @@ from crystaldb.query.ast import (
     And,
     Comparison,
     ElementsTest,
+    FieldComparison,
     FlagsTest,
     ListTest,
     Membership,
@@ -420,6 +421,8 @@ def _check(node: Node) -> Node:
         return Not(_check(node.operand))
     if isinstance(node, ElementsTest | FlagsTest):
         return _check_list_test(node)
+    if isinstance(node, FieldComparison):
+        return _check_field_comparison(node)
     field, qualifier = resolve(node.field, node.qualifier)
     spec = FIELDS[node.field]
     if isinstance(node, Membership):
@@ -430,3 +433,25 @@ def _check(node: Node) -> Node:
         return Membership(field, tuple(check_value(spec, v) for v in node.values), qualifier)
     check_op(spec, node.op)
     return Comparison(field, node.op, check_value(spec, node.value, node.op), qualifier)
+
+
+def _numeric_operand(name: str, qualifier: str | None) -> tuple[str, str | None]:
+    """One side of a field-to-field comparison: a number column or a label, resolved."""
+    spec = _spec(name)
+    if spec.kind not in ("column", "label") or spec.type not in ("int", "float"):
+        numeric = ", ".join(
+            s.name
+            for s in FIELDS.values()
+            if s.kind in ("column", "label") and s.type in ("int", "float")
+        )
+        fail(f"{spec.name} compared with another field", f"compare two of {numeric}")
+    return resolve(name, qualifier)  # fmt: skip
+
+
+def _check_field_comparison(node: FieldComparison) -> FieldComparison:
+    """Both fields numeric (columns or labels), the operator one of = != < <= > >=."""
+    field, qualifier = _numeric_operand(node.field, node.qualifier)
+    other, other_qualifier = _numeric_operand(node.other, node.other_qualifier)
+    if node.op not in ORDERED_OPS:
+        fail(f"operator {quote_name(str(node.op))} between two fields", "use = != < <= > >=")
+    return FieldComparison(field, node.op, other, qualifier, other_qualifier)

@@ -10,6 +10,9 @@ Semantics, where they are not obvious:
 
 - A missing value (a structure without a space group) makes a comparison false, and ``not``
   of it true: the logic is two-valued, unlike SQL's NULL.
+- Two numeric fields compared (``nsites > nelements``, ``band_gap > band_gap[HSE06]``; the
+  AST's `FieldComparison`, which the OPTIMADE filters build) hold when both have values and
+  some pair of them compares so: a label field has one value per calculation.
 - ``band_gap`` means the band gap from a calculation with the default functional
   (`DEFAULT_FUNCTIONAL`); ``band_gap[HSE06]`` names another. A comparison holds when some
   such label satisfies it; comparisons of the same label field joined by ``and`` (at any
@@ -61,12 +64,14 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import aliased
 
 from crystaldb.core.spacegroups import number_of_stored
 from crystaldb.query.ast import (
     And,
     Comparison,
     ElementsTest,
+    FieldComparison,
     FilterError,
     FlagsTest,
     Invalid,
@@ -120,6 +125,8 @@ def _sql(node: Node) -> ColumnElement[bool]:
         return _array_sql(_ELEMENTS, node.mode, node.symbols)
     if isinstance(node, FlagsTest):
         return _array_sql(_FLAGS, node.mode, node.flags)
+    if isinstance(node, FieldComparison):
+        return _fields_sql(node)
     spec = FIELDS[node.field]
     if spec.kind == "label":
         return _label_exists(node.field, node.qualifier or DEFAULT_FUNCTIONAL, [node])
@@ -211,6 +218,35 @@ def _label_exists(
         )
         .correlate(Structure)
     )
+
+
+def _operand(field: str, qualifier: str | None) -> tuple[Any, list[Any], Any]:
+    """One side of a field comparison: its value's SQL, the conditions that give it a value,
+    and the labels alias it reads (None for a column)."""
+    spec = FIELDS[field]
+    if spec.kind == "column":
+        name = spec.column or spec.name
+        column = getattr(Structure, name)
+        known = [column.is_not(None)] if Structure.__table__.c[name].nullable else []
+        return column, known, None
+    label, calculation = aliased(Label), aliased(Calculation)
+    where = [
+        label.structure_id == Structure.id,
+        label.property == field,
+        calculation.id == label.calculation_id,
+        calculation.functional == (qualifier or DEFAULT_FUNCTIONAL),
+    ]
+    return label.value, where, label
+
+
+def _fields_sql(node: FieldComparison) -> ColumnElement[bool]:
+    """Two fields compared: columns directly, labels through EXISTS over their values."""
+    left, left_where, left_label = _operand(node.field, node.qualifier)
+    right, right_where, right_label = _operand(node.other, node.other_qualifier)
+    test = [*left_where, *right_where, _COMPARE[node.op](left, right)]
+    if left_label is None and right_label is None:
+        return and_(*test)
+    return exists().where(*test).correlate(Structure)
 
 
 def _set_sql(spec: FieldSpec, node: Comparison | Membership) -> ColumnElement[bool]:

@@ -90,6 +90,14 @@ def _has_ratio(row: Row, element: str, test: Callable[[float], bool]) -> bool:
     return ratio is not None and test(ratio)
 
 
+def _known_below(value: int | None, other: int) -> bool:
+    return value is not None and value < other
+
+
+def _known_at_least(value: int | None, other: int) -> bool:
+    return value is not None and value >= other
+
+
 _RELEASE = f"{RELEASE[0]}:{RELEASE[1]}"
 _ELEMENTS_BELOW_C = {s for s in chemical_symbols[1:] if s < "C"}
 
@@ -204,6 +212,29 @@ CASES: list[tuple[str, Oracle]] = [
         'elements:elements_ratios HAS <"C":>=0.25',
         lambda r: any(el < "C" and x >= 0.25 for el, x in _ratios(r).items()),
     ),
+    # one property compared with another: both known and some pair of values compares so
+    ("nsites > nelements", lambda r: r.columns["nsites"] > r.columns["nelements"]),
+    ("nsites = nelements", lambda r: r.columns["nsites"] == r.columns["nelements"]),
+    (
+        "_crystaldb_space_group_number < nsites",
+        lambda r: _known_below(r.columns["spacegroup_number"], r.columns["nsites"]),
+    ),
+    (
+        "NOT _crystaldb_space_group_number >= nsites",
+        lambda r: not _known_at_least(r.columns["spacegroup_number"], r.columns["nsites"]),
+    ),
+    (
+        "_crystaldb_band_gap_pbe > nelements",
+        lambda r: any(g > r.columns["nelements"] for g in _pbe(r)),
+    ),
+    (
+        "_crystaldb_band_gap_pbe < _crystaldb_band_gap_hse06",
+        lambda r: any(p < h for p in _pbe(r) for h in _hse(r)),
+    ),
+    ("_crystaldb_band_gap_pbe < _crystaldb_band_gap_pbe", lambda r: len(set(_pbe(r))) > 1),
+    ("nelements >= nperiodic_dimensions", lambda r: r.columns["nelements"] >= 3),
+    ("nperiodic_dimensions < nelements", lambda r: r.columns["nelements"] > 3),
+    ("nsites > _otherdb_count", lambda r: False),
 ]
 
 
@@ -278,7 +309,11 @@ def test_info_links_versions(api: Api) -> None:
         (f"{BASE}/structures", {"filter": "_crystaldb_nonsense = 2"}, 400),
         (f"{BASE}/structures", {"filter": 'elements:species_at_sites HAS "C":"C"'}, 501),
         (f"{BASE}/structures", {"filter": 'species_at_sites HAS > "C"'}, 501),
-        (f"{BASE}/structures", {"filter": "nsites > nelements"}, 501),
+        (f"{BASE}/structures", {"filter": "nsites > _crystaldb_cod_id"}, 501),
+        (f"{BASE}/structures", {"filter": "chemical_formula_hill = chemical_formula_reduced"}, 501),
+        (f"{BASE}/structures", {"filter": "elements HAS nelements"}, 501),
+        (f"{BASE}/structures", {"filter": "nsites > crazyfield"}, 400),
+        (f"{BASE}/structures", {"filter": "nsites > _crystaldb_nonsense"}, 400),
         (f"{BASE}/structures", {"filter": '_crystaldb_releases HAS "no-version"'}, 400),
         (f"{BASE}/structures", {"filter": '_crystaldb_releases = "api-test:1.0"'}, 400),
         (f"{BASE}/structures", {"filter": "_crystaldb_predicted_band_gap_nomodel > 1"}, 400),

@@ -13,7 +13,7 @@ from optimade.client import OptimadeClient
 from pymatgen.ext.optimade import OptimadeRester
 
 from crystaldb.api.optimade.entries import optimade_reduced
-from tests.api.conftest import Api, Row
+from tests.api.conftest import RELEASE, Api, Row
 
 GRAPHQL = """
 query($f: StructureFilter) {
@@ -48,7 +48,31 @@ CASES: list[Case] = [
         '_crystaldb_crystal_system = "cubic" OR nelements = 1',
         {"or": [{"crystalSystem": "cubic"}, {"nelements": {"gte": 1, "lte": 1}}]},
     ),
+    # the other provider fields: band gaps by functional and by model, releases, COD ids
+    lambda r: (
+        "_crystaldb_band_gap_hse06 >= 2",
+        {"bandGap": {"gte": 2, "functional": "HSE06"}},
+    ),
+    lambda r: (
+        "_crystaldb_predicted_band_gap_linear_density >= 1.5",
+        {"bandGap": {"gte": 1.5, "model": "linear-density"}},
+    ),
+    lambda r: (
+        f'_crystaldb_releases HAS "{RELEASE[0]}:{RELEASE[1]}"',
+        {"release": ":".join(RELEASE)},
+    ),
+    lambda r: (f'_crystaldb_cod_id = "{_cod(r)}"', {"source": {"database": "cod", "id": _cod(r)}}),
+    lambda r: ("_crystaldb_cod_id IS KNOWN", {"source": {"database": "cod"}}),
+    lambda r: (
+        f'_crystaldb_space_group_symbol = "{r.columns["spacegroup_symbol"]}"',
+        {"spaceGroup": {"symbol": r.columns["spacegroup_symbol"]}},
+    ),
 ]
+
+
+def _cod(row: Row) -> str:
+    """The row's COD id."""
+    return next(eid for database, eid in sorted(row.ids) if database == "cod")
 
 
 def _sample(api: Api) -> Row:
@@ -117,3 +141,27 @@ def test_optimade_client_gets_what_graphql_gets(api: Api, case: Case) -> None:
     assert set(formulas) == set(expected)
     for sid, formula in formulas.items():
         assert formula == (optimade_reduced(expected[sid]) or formula)
+
+
+def test_clients_compare_two_properties(api: Api, rester: OptimadeRester) -> None:
+    """A comparison GraphQL cannot ask (one property against another), through both clients,
+    against the oracle over the same rows: both values known, and the comparison holds."""
+    text = "_crystaldb_space_group_number > nelements AND nsites < 40"
+    expected = {
+        r.id
+        for r in api.rows.values()
+        if r.columns["spacegroup_number"] is not None
+        and r.columns["spacegroup_number"] > r.columns["nelements"]
+        and r.columns["nsites"] < 40
+    }
+    assert expected and expected != set(api.rows)
+    base = f"{api.url}/optimade"
+    client = OptimadeClient(
+        base_urls=[base], use_async=False, silent=True, max_results_per_provider=0
+    )
+    assert client.count(text)["structures"][text][base] == len(expected)
+    body = client.get(text, response_fields=["nsites"])["structures"][text][base]
+    assert not body["errors"], body["errors"]
+    assert {int(e["id"]) for e in body["data"]} == expected
+    got = next(iter(rester.get_structures_with_filter(text).values()), {})
+    assert {int(k) for k in got} == {sid for sid in expected if _ordered(api, sid)}

@@ -7,7 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event, select, update
 
+from crystaldb.api.optimade import queries
+from crystaldb.api.optimade.filters import compile_filter
+from crystaldb.api.optimade.provider import Catalogue
+from crystaldb.core.lru import Lru
+from crystaldb.schema.labels import Calculation, Label
 from tests.api.conftest import Api, Row
 from tests.api.test_optimade import checked
 
@@ -109,3 +115,87 @@ def test_other_providers_sort_fields_warn(api: Api) -> None:
     body = api.client.get(f"{api.url}{BASE}/structures", params={"sort": "_otherdb_x"}).json()
     assert "_otherdb_x" in body["meta"]["warnings"][0]["detail"]
     assert [int(e["id"]) for e in body["data"]] == sorted(api.rows)[: len(body["data"])]
+
+
+def _counts(api: Api, text: str) -> tuple[int, int]:
+    """data_returned of a full first page, and how many count statements the server issued."""
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT count(*)") and "WHERE" in statement:
+            seen.append(statement)  # the page's count, not data_available's
+
+    event.listen(api.db.engine, "before_cursor_execute", listen)
+    try:
+        response = api.client.get(
+            f"{api.url}{BASE}/structures",
+            params={"filter": text, "page_limit": 1, "response_fields": "nsites"},
+        )
+    finally:
+        event.remove(api.db.engine, "before_cursor_execute", listen)
+    body = checked(response.json())
+    assert body["meta"]["more_data_available"]
+    return body["meta"]["data_returned"], len(seen)
+
+
+def _reused(api: Api, text: str, expected: int) -> bool:
+    """Whether one of a few requests reused the kept count (any commit anywhere on the
+    server, another test's or autovacuum's, makes a new snapshot and a new count)."""
+    for _ in range(10):
+        returned, counted = _counts(api, text)
+        assert returned == expected
+        if counted == 0:
+            return True
+    return False
+
+
+def test_the_count_is_kept_for_its_snapshot_and_redone_after_a_write(api: Api) -> None:
+    """Page 1 counts its matches once; the same filter again reuses the count while nothing
+    is written, and counts again, exactly, once a commit changes what matches."""
+    text = "_crystaldb_band_gap_pbe >= 0 AND nsites >= 1"  # this test's alone
+    expected = sum(any(g >= 0 for g in r.gaps.get("PBE", [])) for r in api.rows.values())
+    assert expected > 1
+    assert _counts(api, text) == (expected, 1)
+    assert _reused(api, text, expected)
+    row = min((r for r in api.rows.values() if len(r.gaps.get("PBE", [])) == 1), key=_id)
+    gap = row.gaps["PBE"][0]
+    assert _set_pbe_gap(api, row.id, -1.0) == gap
+    try:
+        assert _counts(api, text) == (expected - 1, 1)  # the commit made a new snapshot
+        assert _reused(api, text, expected - 1)
+    finally:
+        _set_pbe_gap(api, row.id, gap)
+    assert _counts(api, text) == (expected, 1)
+
+
+def _id(row: Row) -> int:
+    return row.id
+
+
+def _set_pbe_gap(api: Api, structure_id: int, value: float) -> float:
+    """Give a structure's one PBE band gap another value, committed; the old value."""
+    pbe = select(Calculation.id).where(Calculation.functional == "PBE")
+    label = (Label.structure_id == structure_id) & Label.calculation_id.in_(pbe)
+    with api.db.session() as session:
+        old = session.scalars(select(Label.value).where(label)).one()
+        session.execute(update(Label).where(label).values(value=value))
+    return old
+
+
+def test_a_transaction_that_has_written_keeps_no_count(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own changes are not in the snapshot's text: counted, never kept nor reused."""
+    monkeypatch.setattr(queries, "COUNTS", Lru(8))  # this test's own, to see what is kept
+    clause = compile_filter("_crystaldb_band_gap_pbe >= 0", lambda c: [], Catalogue()).clause
+    row = min((r for r in api.rows.values() if r.gaps.get("PBE")), key=_id)
+    with api.db.session() as session:
+        snapshot = session.execute(select(queries.SNAPSHOT)).scalar()
+        assert snapshot is not None
+        before = queries.count(session, clause, snapshot)
+        assert len(queries.COUNTS) == 1
+        session.execute(update(Label).where(Label.structure_id == row.id).values(value=-1.0))
+        assert session.execute(select(queries.SNAPSHOT)).scalar() is None
+        assert queries.count(session, clause, None) == before - 1
+        assert len(queries.COUNTS) == 1
+        session.rollback()

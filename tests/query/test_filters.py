@@ -30,6 +30,7 @@ from crystaldb.query.ast import (
     And,
     Comparison,
     ElementsTest,
+    FieldComparison,
     FilterError,
     FlagsTest,
     Membership,
@@ -248,6 +249,15 @@ def _label_holds(tests: list[Comparison | Membership], row: Row) -> bool:
     )
 
 
+def _values(row: Row, field: str, qualifier: str | None) -> list[Any]:
+    """A numeric field's values on a row: the column's (none if NULL), or its labels'."""
+    if field == "band_gap":
+        functional = qualifier or DEFAULT_FUNCTIONAL
+        return [v for p, f, v in row.labels if p == field and f == functional]
+    value = row.columns[COLUMNS[field]]
+    return [] if value is None else [value]
+
+
 def holds(node: Node, row: Row) -> bool:
     """The language's meaning, in plain Python."""
     if isinstance(node, And):
@@ -265,6 +275,12 @@ def holds(node: Node, row: Row) -> bool:
         return any(holds(o, row) for o in node.operands)
     if isinstance(node, Not):
         return not holds(node.operand, row)
+    if isinstance(node, FieldComparison):
+        lefts, rights = (
+            _values(row, node.field, node.qualifier),
+            _values(row, node.other, node.other_qualifier),
+        )
+        return any(OPS[node.op](a, b) for a in lefts for b in rights)
     if isinstance(node, ElementsTest | FlagsTest):
         if isinstance(node, ElementsTest):
             stored, listed = row.elements, frozenset(node.symbols)
@@ -811,6 +827,57 @@ def test_missing_values_are_false_and_their_negation_true(loaded: Loaded) -> Non
     assert null in loaded.select("not crystal_system in (cubic, monoclinic)")
     assert null in loaded.select("crystal_system not in (cubic, monoclinic)")
     assert null not in loaded.select("crystal_system in (cubic, monoclinic) or spacegroup >= 1")
+
+
+FIELD_PAIRS = [
+    ("nsites", "nelements", None, None),
+    ("nelements", "spacegroup", None, None),
+    ("volume", "nsites", None, None),
+    ("density", "band_gap", None, None),
+    ("band_gap", "band_gap", "PBE", "HSE06"),
+    ("band_gap", "band_gap", "PBE", "PBE"),
+    ("band_gap", "spacegroup", "OptB88vdW", None),
+    ("spacegroup", "nsites", None, None),
+]
+
+
+@pytest.mark.parametrize("op", ["=", "!=", "<", "<=", ">", ">="])
+def test_two_fields_compared_match_the_oracle(loaded: Loaded, op: str) -> None:
+    """FieldComparison (the OPTIMADE filters' `nsites > nelements`): some pair of values
+    compares so; a missing value (no space group, no label) makes it false, NOT true."""
+    for field_, other, qualifier, other_qualifier in FIELD_PAIRS:
+        node = FieldComparison(field_, op, other, qualifier, other_qualifier)  # type: ignore[arg-type]
+        for tree in (node, Not(node), And((node, ElementsTest("any", ("C", "O"))))):
+            assert loaded.select(tree) == loaded.oracle(tree), tree
+    null = loaded.null_spacegroup
+    assert null not in loaded.select(FieldComparison("nsites", ">", "spacegroup"))
+    assert null in loaded.select(Not(FieldComparison("nsites", ">", "spacegroup")))
+    # a structure with two PBE gaps has a pair where one is below the other
+    doubly = loaded.doubly_labelled
+    assert doubly in loaded.select(FieldComparison("band_gap", "<", "band_gap", "PBE", "PBE"))
+    assert loaded.select(FieldComparison("band_gap", "<", "band_gap")) == {doubly}
+
+
+def test_two_fields_compared_are_checked() -> None:
+    """Only numeric columns and labels compare with each other; qualifiers as for values."""
+    cases: dict[Node, str] = {
+        FieldComparison("nsites", ">", "reduced_formula"): (
+            "invalid filter: reduced_formula compared with another field: compare two of id, "
+        ),
+        FieldComparison("elements", "=", "nsites"): "invalid filter: elements compared with",
+        FieldComparison("cod", "<", "nsites"): "invalid filter: cod compared with another field",
+        FieldComparison("nsites", ">", "colour"): "invalid filter: unknown field 'colour'",
+        FieldComparison("nsites", "~", "nelements"): (  # type: ignore[arg-type]
+            "invalid filter: operator '~' between two fields: use = != < <= > >="
+        ),
+        FieldComparison("nsites", ">", "nelements", "PBE"): (
+            "invalid filter: 'nsites' takes no [...]"
+        ),
+    }
+    for node, message in cases.items():
+        with pytest.raises(FilterError) as caught:
+            to_sql(node)
+        assert str(caught.value).startswith(message), str(caught.value)
 
 
 # --------------------------------------------------------------------------- random filters

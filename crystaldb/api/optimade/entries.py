@@ -44,12 +44,14 @@ def _flat(stored: str) -> str | None:
     return "".join(f"{el}{int(n)}" for el, n in sorted(amounts.items()))
 
 
+@lru_cache(maxsize=200_000)  # a page of 100 spent 3 ms in reduce_formula otherwise
 def optimade_reduced(stored_reduced: str) -> str | None:
     """OPTIMADE's chemical_formula_reduced (alphabetical, gcd 1) from pymatgen's reduced formula."""
     flat = _flat(stored_reduced)
     return None if flat is None else reduce_formula(flat)
 
 
+@lru_cache(maxsize=200_000)
 def optimade_anonymous(stored_reduced: str) -> str | None:
     """OPTIMADE's chemical_formula_anonymous (A, B, ... by descending count)."""
     flat = _flat(stored_reduced)

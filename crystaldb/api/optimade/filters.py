@@ -31,7 +31,18 @@ from crystaldb.api.optimade.entries import (
     optimade_reduced,
 )
 from crystaldb.api.optimade.provider import Catalogue
-from crystaldb.query.ast import And, Comparison, ElementsTest, FilterError, Mode, Node, Not, Or
+from crystaldb.core.lru import Lru
+from crystaldb.query.ast import (
+    And,
+    Comparison,
+    ElementsTest,
+    FieldComparison,
+    FilterError,
+    Mode,
+    Node,
+    Not,
+    Or,
+)
 from crystaldb.query.sql import to_sql
 from crystaldb.schema.structures import Structure
 
@@ -84,6 +95,10 @@ class NotImplementedFilter(Exception):
     """A valid OPTIMADE filter that crystaldb does not answer yet (HTTP 501)."""
 
 
+class _Property(str):
+    """A property named where a value goes (`nsites > nelements`)."""
+
+
 class Compiled:
     """The WHERE clause of a filter, and the warnings the spec asks for (unknown providers)."""
 
@@ -92,9 +107,35 @@ class Compiled:
         self.warnings = warnings
 
 
+# (filter, catalogue) -> its clause and warnings, for filters whose SQL does not depend on
+# the stored values (formula filters list the matching stored spellings: never kept)
+_COMPILED: Lru[tuple[str, Any], tuple[ColumnElement[bool], tuple[str, ...]]] = Lru(
+    512, 32 << 20, lambda key: 50 * len(key[0])
+)
+
+
 def compile_filter(text: str, distinct: Distinct, known: Catalogue | None = None) -> Compiled:
     """The SQL boolean over `structures` for an OPTIMADE filter; FilterError for a bad one.
     `known` names the data-driven provider fields (provider.catalogue)."""
+    known = known or Catalogue()
+    key = (text, known.key())
+    kept = _COMPILED.get(key)
+    if kept is not None:  # SQLAlchemy expressions are immutable: shared safely
+        return Compiled(kept[0], list(kept[1]))
+    read: list[bool] = []
+
+    def reading(column: Any) -> list[str]:
+        read.append(True)
+        return distinct(column)
+
+    compiled = _compile(text, reading, known)
+    if not read:
+        _COMPILED.put(key, (compiled.clause, tuple(compiled.warnings)))
+    return compiled
+
+
+def _compile(text: str, distinct: Distinct, known: Catalogue) -> Compiled:
+    """compile_filter without the cache."""
     if len(text) > MAX_FILTER:
         raise FilterError(f"the filter has {len(text):,} characters; the maximum is {MAX_FILTER:,}")
     try:
@@ -102,7 +143,7 @@ def compile_filter(text: str, distinct: Distinct, known: Catalogue | None = None
     except Exception as error:  # BadRequest from the optimade package, lark's errors
         detail = getattr(error, "detail", None) or str(error)
         raise FilterError(f"the filter does not parse: {str(detail)[:300]}") from None
-    builder = _Builder(distinct, known or Catalogue())
+    builder = _Builder(distinct, known)
     try:
         part = builder.transform(tree)
     except RecursionError:
@@ -193,9 +234,7 @@ class _Builder(Transformer[Token, Part]):
         return tuple(str(name) for name in names)
 
     def value(self, inner: Any) -> Any:
-        if isinstance(inner, tuple):
-            raise NotImplementedFilter("comparing two properties is not supported")
-        return inner
+        return _Property(".".join(inner)) if isinstance(inner, tuple) else inner
 
     def constant(self, inner: Any) -> Any:
         return inner
@@ -285,6 +324,13 @@ class _Builder(Transformer[Token, Part]):
     def _compare(self, prop: tuple[str, ...], rhs: tuple[Any, ...]) -> Part:
         name = ".".join(prop)
         kind = rhs[0]
+        if kind == "op" and isinstance(rhs[2], _Property):
+            return self._versus(name, rhs[1], rhs[2])
+        if _names_property(rhs[1:]):
+            raise NotImplementedFilter(
+                "a property in place of a value is supported only in comparisons of two "
+                "numeric properties (nsites > nelements)"
+            )
         if kind == "has" and name != "elements" and any(op != "=" for op in rhs[3]):
             raise NotImplementedFilter(f"HAS with an operator on '{name}' is not supported")
         if kind == "zip":
@@ -321,6 +367,38 @@ class _Builder(Transformer[Token, Part]):
             return _bool(kind == "known" and not rhs[1])
         raise NotImplementedFilter(f"filtering on '{name}' this way is not supported")
 
+    def _versus(self, name: str, op: str, other: str) -> Part:
+        """Two numeric properties compared: crystaldb's FieldComparison, or a plain comparison
+        where one side is the same on every structure (nperiodic_dimensions)."""
+        if name in _NUMERIC_CONSTANTS and other in _NUMERIC_CONSTANTS:
+            return _bool(_OPS[op](_NUMERIC_CONSTANTS[name], _NUMERIC_CONSTANTS[other]))
+        if other in _NUMERIC_CONSTANTS:
+            return self._compare((name,), ("op", op, _NUMERIC_CONSTANTS[other]))
+        if name in _NUMERIC_CONSTANTS:
+            return self._compare((other,), ("op", _FLIP[op], _NUMERIC_CONSTANTS[name]))
+        left, right = self._operands(name), self._operands(other)
+        parts = [FieldComparison(f, op, g, q, r) for f, q in left for g, r in right]  # type: ignore[arg-type]
+        return _or(parts) if parts else false()
+
+    def _operands(self, name: str) -> list[tuple[str, str | None]]:
+        """crystaldb's fields behind a numeric OPTIMADE property (a band gap field may stand
+        for several stored functionals); 501 for the properties not compared so."""
+        if name in _NUMERIC_FIELDS:
+            return [_NUMERIC_FIELDS[name]]
+        if name in self.known.functionals:
+            return [("band_gap", f) for f in self.known.functionals[name]]
+        ours = name.startswith(PREFIX) and name not in self.known.builders()
+        if ours or (not name.startswith("_") and name not in _STANDARD):
+            raise FilterError(f"unknown property '{name[:60]}' in the filter")
+        if not name.startswith(PREFIX) and name.startswith("_"):
+            self.warnings.append(f"unknown provider property '{name[:60]}' is treated as unknown")
+            return []  # an unknown value compares false
+        numeric = ", ".join((*_NUMERIC_FIELDS, *self.known.functionals, *_NUMERIC_CONSTANTS))
+        raise NotImplementedFilter(
+            f"comparing '{name[:60]}' with another property is not supported; "
+            f"properties compared with each other: {numeric}"
+        )
+
     def _derived(self, name: str, rhs: tuple[Any, ...]) -> Part:
         """A formula in OPTIMADE's spelling: the stored values whose spelling satisfies it."""
         column, spell = _DERIVED[name]
@@ -345,6 +423,25 @@ class _Builder(Transformer[Token, Part]):
             return false()
         array = bindparam(None, matching, type_=ARRAY(Text))
         return cast(ColumnElement[bool], column == any_(array))
+
+
+# numeric properties that can be compared with each other, as crystaldb's fields
+_NUMERIC_FIELDS: dict[str, tuple[str, str | None]] = {
+    "nsites": ("nsites", None),
+    "nelements": ("nelements", None),
+    f"{PREFIX}space_group_number": ("spacegroup", None),
+    f"{PREFIX}band_gap_pbe": ("band_gap", "PBE"),
+}
+_NUMERIC_CONSTANTS: dict[str, int] = {"nperiodic_dimensions": 3}
+
+
+def _names_property(values: Any) -> bool:
+    """Whether a right-hand side names a property anywhere (HAS nelements, CONTAINS id)."""
+    if isinstance(values, _Property):
+        return True
+    if isinstance(values, list | tuple):
+        return any(_names_property(v) for v in values)
+    return False
 
 
 _FUZZY: dict[str, Callable[[str, str], bool]] = {
@@ -382,6 +479,10 @@ def _id(rhs: tuple[Any, ...]) -> Part:
 def _scalar(name: str, field: str, qualifier: str | None, rhs: tuple[Any, ...]) -> Part:
     """A property that is one crystaldb field: comparisons and IS KNOWN."""
     kind = rhs[0]
+    if kind == "op" and field == "cod" and rhs[1] == "!=":
+        # crystaldb's `cod != x` is "no COD id is x", true without one; OPTIMADE's is false
+        # for an unknown value: a COD id, and not x
+        return And((_known(field, qualifier), Comparison(field, "!=", rhs[2], qualifier)))  # type: ignore[arg-type]
     if kind == "op":
         return Comparison(field, rhs[1], rhs[2], qualifier)
     if kind == "known":

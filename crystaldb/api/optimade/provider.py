@@ -56,6 +56,10 @@ class Catalogue:
     functionals: dict[str, tuple[str, ...]] = field(default_factory=dict)
     models: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def key(self) -> tuple[Any, ...]:
+        """The catalogue as a dictionary key (compiled filters are kept per catalogue)."""
+        return tuple(sorted(self.functionals.items())), tuple(sorted(self.models.items()))
+
     def builders(self) -> dict[str, Builder]:
         """Every served attribute: the static ones, then these."""
         found = dict(BUILDERS)
