@@ -108,7 +108,8 @@ class Query:
     @strawberry.field(
         description=f"Structures matching the filter; first is 1..{MAX_PAGE}, default "
         f"{DEFAULT_PAGE}; after is an endCursor. Band gap sorts use the smallest gap from "
-        "bandGapFunctional and leave out structures without one."
+        "bandGapFunctional's labels, or from bandGapModel's predictions when it is given, and "
+        "leave out structures without one."
     )
     async def structures(
         self,
@@ -118,15 +119,21 @@ class Query:
         first: int = DEFAULT_PAGE,
         after: str | None = None,
         band_gap_functional: str = DEFAULT_FUNCTIONAL,
+        band_gap_model: str | None = None,
     ) -> StructureConnection:
         """One page in (sort key, id) order, fetched by keyset, never by offset."""
         compiled = compile_filter(filter)
-        query = page_query(compiled.where, sort, check_first(first), after, band_gap_functional)
-        if compiled.models:
-            await _check_models(info, compiled.models)
+        query = page_query(
+            compiled.where, sort, check_first(first), after, band_gap_functional, band_gap_model
+        )
+        models = dict(compiled.models)
+        if band_gap_model is not None:
+            models["bandGapModel"] = band_gap_model
+        if models:
+            await _check_models(info, models)
         rows, nested = await info.context.fetch_page(query.rows, first, _node_lists(info))
         functionals = dict(compiled.functionals)
-        if sort in (StructureSort.BAND_GAP_ASC, StructureSort.BAND_GAP_DESC):
+        if sort.by_band_gap and band_gap_model is None:
             functionals["bandGapFunctional"] = band_gap_functional
         if functionals and not rows and after is None:
             await _warn_unlabelled(info, functionals)

@@ -8,9 +8,13 @@ import typer
 from rich.table import Table
 
 from crystaldb.cli.common import console, current_database
+from crystaldb.core.release_data import ReleaseData
+from crystaldb.formats.chemiscope import KernelMap
+from crystaldb.jobs.embeddings import covering_embedding, find_embedding, load_map
+from crystaldb.platform.database import Database
 from crystaldb.query.selection import find_release
 from crystaldb.release.create import create_release, list_releases, member_counts
-from crystaldb.release.export import export_release
+from crystaldb.release.export import MAP_WRITERS, ExportError, export_release
 from crystaldb.release.load import diff_releases, load_release
 from crystaldb.schema.releases import ReleaseRef
 
@@ -63,20 +67,56 @@ def release_create(
 def release_export(
     name: str = typer.Argument(..., help="NAME or NAME:VERSION (default: the newest version)."),
     fmt: str = typer.Option(
-        "omdb-gap1", "--format", help="omdb-gap1 | extxyz | matbench | optimade-jsonl | parquet"
+        "omdb-gap1",
+        "--format",
+        help="omdb-gap1 | extxyz | matbench | optimade-jsonl | parquet | chemiscope",
     ),
     out: Path = typer.Option(..., "--out", help="A folder that does not exist or is empty."),
     version: str | None = typer.Option(None, "--version", help="Version to export."),
+    embedding: int | None = typer.Option(
+        None,
+        "--embedding",
+        help="chemiscope: the stored map to draw (default: the newest covering the release).",
+    ),
 ) -> None:
     """Write a release to a folder, with manifest.json and plots; same release, same bytes."""
     db = current_database()
     release = find_release(db, *release_ref(name, version), origin="NAME")
     with console.status(f"Exporting {release.name} {release.version} as {fmt}..."):
         data = load_release(db, release)
-        files = export_release(data, fmt, out)
+        kernel_map = release_map(db, data, embedding) if fmt in MAP_WRITERS else None
+        files = export_release(data, fmt, out, kernel_map)
+    if kernel_map is not None:
+        console.print(
+            f"kernel map: embedding {kernel_map.embedding_id} ({kernel_map.coordinates} of"
+            f" kernel {kernel_map.kernel_id}), coloured by {', '.join(kernel_map.columns)}",
+            soft_wrap=True,
+        )
     console.print(f"wrote {len(files)} files to {out}:")
     for path in files:
-        console.print(f"  {path.name:<28}{path.stat().st_size:>12,} bytes")
+        console.print(f"  {path.name:<32}{path.stat().st_size:>12,} bytes")
+
+
+def release_map(db: Database, data: ReleaseData, embedding_id: int | None) -> KernelMap:
+    """The stored kernel map to draw the release on: --embedding's, else the newest that
+    covers every member; an error saying how to make one otherwise."""
+    ids = [int(m.structure_id) for m in data.members]
+    if embedding_id is not None:
+        found = find_embedding(db, embedding_id)
+        if found is None:
+            raise ExportError(
+                f"--embedding {embedding_id}: no such embedding (`crystaldb kernel"
+                " embed` stores one; /map lists them)"
+            )
+        return load_map(db, found)
+    found = covering_embedding(db, ids)
+    if found is None:
+        raise ExportError(
+            f"--format chemiscope: no stored kernel map covers the {len(ids)} members of release"
+            f" {data.name} {data.version}: `crystaldb kernel build --release"
+            f" {data.name}:{data.version}`, then `crystaldb kernel embed --kernel ID`"
+        )
+    return load_map(db, found)
 
 
 @app.command("list")

@@ -17,6 +17,9 @@ Formats, each in its module:
 - ``optimade-jsonl`` (formats/optimade_jsonl.py): optimade.jsonl, one OPTIMADE structures
   resource per line after the ``x-optimade`` header line and the structures info line.
 - ``parquet`` (formats/parquet.py): members.parquet, one row per member.
+- ``chemiscope`` (formats/chemiscope.py): <name>.chemiscope.json.gz, the kernel map of the
+  members as a chemiscope dataset (cells, map coordinates, band gaps, predictions, split);
+  it needs a `KernelMap` (a stored embedding of the members, `jobs.embeddings.load_map`).
 
 Isotopes get a ``masses`` column in extended XYZ (``extxyz`` and ``omdb-gap1``); the other
 formats write the natural elements only. A label is a finite number or absent: NaN or infinite
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crystaldb.core.release_data import ReleaseData
+from crystaldb.formats.chemiscope import KernelMap, write_chemiscope
 from crystaldb.formats.extxyz import write_extxyz
 from crystaldb.formats.matbench import write_matbench
 from crystaldb.formats.members import ExportError
@@ -49,20 +53,31 @@ WRITERS: dict[str, Callable[[ReleaseData, Path], None]] = {
     "optimade-jsonl": write_optimade_jsonl,
     "parquet": write_parquet,
 }
-FORMATS = tuple(WRITERS)
+# formats drawn on a stored kernel map of the members, given to `export_release`
+MAP_WRITERS: dict[str, Callable[[ReleaseData, Path, KernelMap], None]] = {
+    "chemiscope": write_chemiscope,
+}
+FORMATS = (*WRITERS, *MAP_WRITERS)
 
 
-def export_release(data: ReleaseData, fmt: str, out: Path) -> list[Path]:
-    """Write `data` in format `fmt` as the new folder `out`, all or nothing; return its files."""
+def export_release(
+    data: ReleaseData, fmt: str, out: Path, kernel_map: KernelMap | None = None
+) -> list[Path]:
+    """Write `data` in format `fmt` as the new folder `out`, all or nothing; return its files.
+    `kernel_map`, a stored embedding covering the members, is what `chemiscope` draws."""
     out = Path(out)
-    _check_request(data, fmt, out)
+    _check_request(data, fmt, out, kernel_map)
     target = Path(os.path.abspath(out))
     try:
         staging = _staging_folder(target)
     except OSError as error:
         raise ExportError(f"--out {out}: {error}") from error
     try:
-        WRITERS[fmt](data, staging)
+        if fmt in MAP_WRITERS:
+            assert kernel_map is not None  # _check_request says so otherwise
+            MAP_WRITERS[fmt](data, staging, kernel_map)
+        else:
+            WRITERS[fmt](data, staging)
         plots.write_plots(data, staging)
         manifest.write_manifest(data, fmt, staging)
         _publish(staging, target, out)
@@ -75,12 +90,19 @@ def export_release(data: ReleaseData, fmt: str, out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.is_file())
 
 
-def _check_request(data: ReleaseData, fmt: str, out: Path) -> None:
-    """Refuse an unknown format, an empty release or an `out` that holds anything."""
+def _check_request(data: ReleaseData, fmt: str, out: Path, kernel_map: KernelMap | None) -> None:
+    """Refuse an unknown format, an empty release, a map format without a map, or an `out`
+    that holds anything."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     if not data.members:
         raise ExportError(f"release {data.name} {data.version} has no members")
+    if fmt in MAP_WRITERS and kernel_map is None:
+        raise ExportError(
+            f"--format {fmt}: draws a stored kernel map of release {data.name} {data.version}"
+            f" and none is given: `crystaldb kernel build --release {data.name}:{data.version}`,"
+            " then `crystaldb kernel embed --kernel ID`"
+        )
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):

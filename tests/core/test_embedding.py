@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crystaldb.core.embedding import EmbeddingError, kernel_pca
+from crystaldb.core.embedding import EmbeddingError, kernel_distances, kernel_pca, kernel_tsne
 from crystaldb.core.kernels import average_kernel
 from crystaldb.core.soap import SoapHypers, average_spectra
 from tests.jarvis import jarvis_cells
@@ -42,3 +42,49 @@ def test_components_are_ordered_and_stable(real_kernel: np.ndarray) -> None:
 def test_refuses_what_it_cannot_embed(shape: tuple[int, int], components: int) -> None:
     with pytest.raises(EmbeddingError):
         kernel_pca(np.ones(shape), components)
+
+
+# --- t-SNE on the kernel-induced distance ----------------------------------------------------
+
+
+def test_kernel_distances_are_a_metric(real_kernel: np.ndarray) -> None:
+    d = kernel_distances(real_kernel)
+    assert d.shape == real_kernel.shape
+    assert np.all(np.diag(d) == 0.0)
+    assert np.array_equal(d, d.T)
+    assert np.all(d >= 0.0) and np.all(d[~np.eye(len(d), dtype=bool)] > 0)  # distinct crystals
+    # d(i, j) is the distance between the rows' features: the triangle inequality holds
+    worst = (d[:, None, :] - d[:, :, None] - d[None, :, :]).max()  # d(i,k) - d(i,j) - d(j,k)
+    assert worst <= 1e-9
+    i, j = 3, 17
+    k = real_kernel
+    assert d[i, j] == pytest.approx(np.sqrt(k[i, i] + k[j, j] - 2 * k[i, j]))
+
+
+def test_tsne_is_the_same_for_the_same_seed(real_kernel: np.ndarray) -> None:
+    first = kernel_tsne(real_kernel, perplexity=10, seed=7)
+    assert first.shape == (len(real_kernel), 2) and np.all(np.isfinite(first))
+    assert np.array_equal(first, kernel_tsne(real_kernel, perplexity=10, seed=7))
+    assert not np.allclose(first, kernel_tsne(real_kernel, perplexity=10, seed=8))
+
+
+def test_tsne_keeps_neighbours_of_the_kernel(real_kernel: np.ndarray) -> None:
+    """Each crystal's nearest neighbour by kernel distance is among its 5 nearest on the map
+    for most crystals: the map is of this kernel, not noise."""
+    d = kernel_distances(real_kernel)
+    np.fill_diagonal(d, np.inf)
+    points = kernel_tsne(real_kernel, perplexity=10, seed=0)
+    on_map = np.linalg.norm(points[:, None] - points[None, :], axis=-1)
+    np.fill_diagonal(on_map, np.inf)
+    nearest = d.argmin(axis=1)
+    close = np.argsort(on_map, axis=1)[:, :5]
+    kept = np.mean([nearest[i] in close[i] for i in range(len(d))])
+    assert kept >= 0.6
+
+
+@pytest.mark.parametrize("perplexity", [50, 80, 0])
+def test_perplexity_must_be_below_the_points(real_kernel: np.ndarray, perplexity: float) -> None:
+    with pytest.raises(
+        EmbeddingError, match=rf"--perplexity {perplexity}: .*below the number of points \(50\)"
+    ):
+        kernel_tsne(real_kernel, perplexity=perplexity)

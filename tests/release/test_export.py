@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,14 +14,17 @@ import warnings
 from pathlib import Path
 
 import ase.io
+import chemiscope
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
 from PIL import Image
 from pymatgen.core import Structure
 
+from crystaldb.core.embedding import kernel_pca
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.records import ParsedStructure, StructureRecord
 from crystaldb.core.release_data import (
@@ -30,7 +34,9 @@ from crystaldb.core.release_data import (
     label_statistics,
     spacegroup_counts,
 )
+from crystaldb.formats.chemiscope import KernelMap, MapColumn, read_dataset
 from crystaldb.formats.extxyz import atoms_of
+from crystaldb.formats.members import numbers_of
 from crystaldb.formats.omdb_gap1 import read_omdb_gap1, split_rule
 from crystaldb.formats.payload import process_omdb_gap1
 from crystaldb.release import export, plots
@@ -45,19 +51,54 @@ FORMAT_FILES = {
     "matbench": {"omdb-test.json.gz", "metadata.json", "folds.json"},
     "optimade-jsonl": {"optimade.jsonl"},
     "parquet": {"members.parquet"},
+    "chemiscope": {"omdb-test.chemiscope.json.gz"},
 }
 PLOTS = {"band_gap_histogram.png", "elements.png", "spacegroups.png"}
 
 
 @pytest.fixture(scope="module")
-def exported(release: ReleaseData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def release_map(release: ReleaseData) -> KernelMap:
+    """The map the chemiscope format draws (the other formats ignore it)."""
+    return map_of(release)
+
+
+def map_of(release: ReleaseData) -> KernelMap:
+    """A kernel map of the members, in reverse order with one more point: kernel PCA of the
+    linear kernel of their element fractions, coloured by their gaps (as `load_map` names)."""
+    members = release.members[::-1]
+    symbols = sorted({e for m in members for e in m.elements})
+    fractions = np.array(
+        [[np.mean(numbers_of(m) == atomic_numbers[e]) for e in symbols] for m in members]
+    )
+    points = kernel_pca(
+        np.vstack([fractions, fractions[:1]]) @ np.vstack([fractions, fractions[:1]]).T
+    )
+    gaps = tuple(float(m.label) if m.label is not None else math.nan for m in members)
+    return KernelMap(
+        embedding_id=7,
+        kernel_id=3,
+        method="kpca",
+        parameters={"kernel_id": 3, "method": "kpca", "components": 2},
+        run_id=11,
+        structure_ids=(*(m.structure_id for m in members), 999_999),
+        points=points,
+        formulas=(*(m.reduced_formula for m in members), "Si"),
+        sizes=(*(len(m.atomic_numbers) for m in members), 2),
+        columns={"band gap: PBE": MapColumn((*gaps, math.nan), "DFT band gap (PBE)", "eV")},
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(
+    release: ReleaseData, release_map: KernelMap, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Every format exported once, for the tests that only read."""
     root = tmp_path_factory.mktemp("exports")
-    return {fmt: _export(release, fmt, root / fmt) for fmt in FORMATS}
+    return {fmt: _export(release, fmt, root / fmt, release_map) for fmt in FORMATS}
 
 
-def _export(data: ReleaseData, fmt: str, out: Path) -> Path:
-    export_release(data, fmt, out)
+def _export(data: ReleaseData, fmt: str, out: Path, kernel_map: KernelMap | None = None) -> Path:
+    export_release(data, fmt, out, kernel_map)  # only the chemiscope format draws the map
     return out
 
 
@@ -82,17 +123,21 @@ def _leftovers(parent: Path) -> list[str]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_twice_gives_identical_bytes(
-    release: ReleaseData, exported: dict[str, Path], tmp_path: Path, fmt: str
+    release: ReleaseData,
+    release_map: KernelMap,
+    exported: dict[str, Path],
+    tmp_path: Path,
+    fmt: str,
 ) -> None:
-    again = _export(release, fmt, tmp_path / "again")
+    again = _export(release, fmt, tmp_path / "again", release_map)
     assert _digests(again) == _digests(exported[fmt])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_folder_holds_format_files_plots_and_manifest(
-    release: ReleaseData, tmp_path: Path, fmt: str
+    release: ReleaseData, release_map: KernelMap, tmp_path: Path, fmt: str
 ) -> None:
-    files = export_release(release, fmt, tmp_path / "out")
+    files = export_release(release, fmt, tmp_path / "out", release_map)
     names = {p.name for p in files}
     assert names == FORMAT_FILES[fmt] | PLOTS | {MANIFEST}
     assert all(p.parent == tmp_path / "out" and p.is_file() for p in files)
@@ -487,11 +532,11 @@ def test_omdb_gap1_needs_a_cod_id_and_leaves_nothing(release: ReleaseData, tmp_p
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_nan_label_fails_midway_and_leaves_nothing(
-    release: ReleaseData, tmp_path: Path, fmt: str
+    release: ReleaseData, release_map: KernelMap, tmp_path: Path, fmt: str
 ) -> None:
     data = _with_member(release, 37, label=float("nan"))
     with pytest.raises(ExportError, match=r"member 37 \(structure 1037\): band_gap is nan"):
-        export_release(data, fmt, tmp_path / "out")
+        export_release(data, fmt, tmp_path / "out", release_map)
     assert _leftovers(tmp_path) == []
 
 
@@ -543,10 +588,11 @@ import sys
 from pathlib import Path
 from crystaldb.release.export import FORMATS, export_release
 from tests.release.conftest import band_gap_release
+from tests.release.test_export import map_of
 
 data = band_gap_release()
 for fmt in FORMATS:
-    export_release(data, fmt, Path(sys.argv[1]) / fmt)
+    export_release(data, fmt, Path(sys.argv[1]) / fmt, map_of(data))
 """
 
 
@@ -606,3 +652,53 @@ def test_omdb_gap1_reimport_keeps_the_deuterium(
     assert isinstance(record, StructureRecord)
     assert "deuterated" in record.flags
     assert record.mass_numbers == heavy.mass_numbers.tolist()
+
+
+# --- chemiscope ------------------------------------------------------------------------------
+
+
+def test_chemiscope_dataset_holds_every_member_and_validates(
+    release: ReleaseData, release_map: KernelMap, exported: dict[str, Path]
+) -> None:
+    dataset = read_dataset(exported["chemiscope"] / "omdb-test.chemiscope.json.gz")
+    # chemiscope's own checks accept the file as read back
+    again = chemiscope.create_input(
+        structures=dataset["structures"],
+        metadata=dataset["meta"],
+        properties=dataset["properties"],
+        settings=dataset["settings"],
+    )
+    assert again["properties"].keys() == dataset["properties"].keys()
+    members = release.members
+    assert len(dataset["structures"]) == len(members) == 38
+    for member, structure in zip(members, dataset["structures"], strict=True):
+        assert structure["names"] == [chemical_symbols[z] for z in member.atomic_numbers]
+        assert structure["cell"] == np.asarray(member.lattice).reshape(9).tolist()
+        xyz = np.column_stack([structure["x"], structure["y"], structure["z"]])
+        np.testing.assert_allclose(xyz, _cartesian(member), atol=1e-12)
+    values = {k: v["values"] for k, v in dataset["properties"].items()}
+    assert values["structure id"] == [float(m.structure_id) for m in members]
+    assert values["formula"] == [m.reduced_formula for m in members]
+    assert values["split"] == [m.split for m in members]
+    assert values["release band_gap"] == [m.label for m in members]
+    # the map's points follow the members, whatever order the map had
+    row = {sid: i for i, sid in enumerate(release_map.structure_ids)}
+    rows = [row[m.structure_id] for m in members]
+    assert values["kernel PCA[1]"] == release_map.points[rows, 0].tolist()
+    assert values["kernel PCA[2]"] == release_map.points[rows, 1].tolist()
+    assert values["band gap: PBE"] == [m.label for m in members]
+    assert dataset["properties"]["band gap: PBE"]["units"] == "eV"
+    assert dataset["settings"]["map"]["color"] == {"property": "band gap: PBE"}
+    assert dataset["settings"]["structure"][0]["unitCell"] is True
+    assert dataset["meta"]["name"] == "omdb-test 1.0: kernel map 7"
+
+
+def test_chemiscope_needs_a_map_of_every_member(
+    release: ReleaseData, release_map: KernelMap, tmp_path: Path
+) -> None:
+    with pytest.raises(ExportError, match=r"--format chemiscope: draws a stored kernel map"):
+        export_release(release, "chemiscope", tmp_path / "out")
+    partial = release_map.restricted(release_map.structure_ids[1:], "the test")
+    with pytest.raises(ExportError, match=r"embedding 7 lacks 1 of the 38 structures"):
+        export_release(release, "chemiscope", tmp_path / "out", partial)
+    assert _leftovers(tmp_path) == []

@@ -14,6 +14,15 @@ DEFAULT_FIRST = 50
 MAX_FIRST = 500
 ELEMENT_FIELDS = {"all": "hasAll", "any": "hasAny", "only": "hasOnly", "exclude": "excludes"}
 MODEL_PREFIX = "model:"
+# The results table's sortable columns: the `sort` field's value (a leading "-" for
+# descending) -> the GraphQL StructureSort without its direction.
+SORTS = {
+    "id": "ID",
+    "formula": "FORMULA",
+    "spacegroup": "SPACE_GROUP",
+    "nsites": "NSITES",
+    "gap": "BAND_GAP",
+}
 _SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -27,6 +36,8 @@ class Search:
     model: str | None = None
     first: int = DEFAULT_FIRST
     after: str | None = None
+    sort: str = "id"  # a key of SORTS
+    descending: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -34,11 +45,17 @@ class Search:
         """The variables of the search query."""
         return {
             "filter": self.filter or None,
+            "sort": f"{SORTS[self.sort]}_{'DESC' if self.descending else 'ASC'}",
             "first": self.first,
             "after": self.after,
             "functional": self.functional,
+            "model": self.model,
             "byModel": self.model is not None,
         }
+
+    def sorted_by(self, column: str) -> str:
+        """The `sort` value a column's header links to: ascending first, then the toggle."""
+        return f"-{column}" if column == self.sort and not self.descending else column
 
 
 def read(query: Mapping[str, str]) -> Search:
@@ -69,6 +86,13 @@ def read(query: Mapping[str, str]) -> Search:
     if values["formula"]:
         search.filter["reducedFormula"] = values["formula"]
     search.after = values["after"] or None
+    if values["sort"]:
+        column = values["sort"].removeprefix("-")
+        if column in SORTS:
+            search.sort, search.descending = column, values["sort"].startswith("-")
+        else:
+            listed = ", ".join(SORTS)
+            search.problems.append(f"sort: {values['sort'][:40]!r} is not one of {listed}")
     if values["first"]:
         first = _number(search, "first", int, "page size")
         if first is not None and not 1 <= first <= MAX_FIRST:
@@ -88,6 +112,7 @@ _FIELDS = (
     "spacegroup",
     "formula",
     "first",
+    "sort",
     "after",
 )
 

@@ -1,144 +1,102 @@
-"""The kernel map (`/map`): a stored embedding drawn as server-side SVG, so it needs no script,
-no CDN and no plotting package; each point links to its structure and is coloured by band gap."""
+"""The kernel map: a stored embedding shown by chemiscope (served from the installed package),
+each point a crystal; the colour is chosen in chemiscope's own menu, and a click shows the
+crystal in chemiscope's structure panel and links to its page.
+
+- `/map`: the stored embeddings; `/map?embedding=ID`: the page, which loads
+- `/map/ID.json`: the chemiscope dataset (`dataset`, a pure function of the loaded map), with
+  structures as placeholders that the page fetches on selection from
+- `/map/structures/ID.json`: one cell as chemiscope draws it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from crystaldb.formats.chemiscope import (
+    KernelMap,
+    chemiscope_dataset,
+    chemiscope_structure,
+    describe,
+    external_structures,
+    strict_json,
+)
+from crystaldb.jobs.embeddings import find_embedding, list_embeddings, load_map
 from crystaldb.platform.database import Database
-from crystaldb.schema import Calculation, KernelEmbedding, Label, Structure
+from crystaldb.schema import KernelEmbedding, Structure
 
-WIDTH, HEIGHT, MARGIN, RADIUS = 720, 540, 24, 5
-UNLABELLED = "#b0b0b0"
-# viridis at five stops: perceptually even and readable by colour-blind users
-STOPS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+NOT_STORED = "no embedding {}: `crystaldb kernel embed --kernel ID` stores one"
 
 
-@dataclass(frozen=True)
-class Point:
-    """One structure on the map: where it is drawn, its colour and its tooltip."""
-
-    sid: int
-    cx: float
-    cy: float
-    colour: str
-    title: str
+def dataset(kmap: KernelMap) -> dict[str, Any]:
+    """The map as the page's chemiscope dataset (strict JSON: null where a value is unknown)."""
+    name = f"kernel map {kmap.embedding_id}: {kmap.coordinates} of kernel {kmap.kernel_id}"
+    built = chemiscope_dataset(kmap, external_structures(kmap), name, describe(kmap))
+    return strict_json(built)
 
 
-def colour(fraction: float) -> str:
-    """The viridis colour at `fraction` (0..1) of the scale, as #rrggbb."""
-    t = min(max(fraction, 0.0), 1.0) * (len(STOPS) - 1)
-    i = min(int(t), len(STOPS) - 2)
-    a, b = STOPS[i], STOPS[i + 1]
-    return "#" + "".join(f"{round(p + (q - p) * (t - i)):02x}" for p, q in zip(a, b, strict=True))
+def _map_of(db: Database, embedding_id: int) -> KernelMap | None:
+    """The stored map with its colour choices, or None."""
+    embedding = find_embedding(db, embedding_id)
+    return None if embedding is None else load_map(db, embedding)
 
 
-def layout(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
-    """Points in the drawing box with one scale for both axes (kernel PCA distances kept),
-    centred; y grows upwards as on a plot."""
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    if max(x1 - x0, y1 - y0) == 0:
-        return [(WIDTH / 2, HEIGHT / 2)] * len(xs)
-    factor = min((WIDTH - 2 * MARGIN) / (x1 - x0 or 1), (HEIGHT - 2 * MARGIN) / (y1 - y0 or 1))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return [
-        (WIDTH / 2 + (x - cx) * factor, HEIGHT / 2 - (y - cy) * factor)
-        for x, y in zip(xs, ys, strict=True)
-    ]
-
-
-def _gaps(db: Database, ids: list[int]) -> tuple[dict[int, dict[str, float]], dict[int, str]]:
-    """Band gaps by structure and functional (smallest of each), and reduced formulas."""
-    gaps: dict[int, dict[str, float]] = {}
+def _structure(db: Database, structure_id: int) -> dict[str, Any] | None:
+    """One stored cell as chemiscope's structure panel reads it, or None."""
     with db.session() as session:
-        rows = session.execute(
-            select(Label.structure_id, Calculation.functional, Label.value)
-            .join(Calculation, Calculation.id == Label.calculation_id)
-            .where(Label.property == "band_gap", Label.structure_id.in_(ids))
-        ).all()
-        formulas = dict(
-            session.execute(
-                select(Structure.id, Structure.reduced_formula).where(Structure.id.in_(ids))
-            ).all()
-        )
-    for sid, functional, value in rows:
-        mine = gaps.setdefault(sid, {})
-        mine[functional] = min(value, mine.get(functional, value))
-    return gaps, formulas
+        row = session.get(Structure, structure_id)
+        if row is None:
+            return None
+        return chemiscope_structure(row.lattice, row.frac_coords, row.atomic_numbers)
 
 
-def drawing(db: Database, embedding: KernelEmbedding, functional: str | None) -> dict[str, Any]:
-    """The points, the legend and the functional choices for one embedding."""
-    ids = list(embedding.structure_ids)
-    gaps, formulas = _gaps(db, ids)
-    counts = Counter(f for by in gaps.values() for f in by)
-    functionals = [f for f, _ in counts.most_common()]
-    chosen = functional if functional in counts else (functionals[0] if functionals else None)
-    values = {sid: by[chosen] for sid, by in gaps.items() if chosen in by}
-    lo, hi = (min(values.values()), max(values.values())) if values else (0.0, 0.0)
-    points = []
-    for sid, (cx, cy) in zip(ids, layout(embedding.x, embedding.y), strict=True):
-        gap = values.get(sid)
-        shade = UNLABELLED if gap is None else colour((gap - lo) / (hi - lo) if hi > lo else 0.5)
-        told = "unlabelled" if gap is None else f"{gap:.3f} eV ({chosen})"
-        title = f"structure {sid}: {formulas.get(sid, '?')}, band gap {told}"
-        points.append(Point(sid, round(cx, 2), round(cy, 2), shade, title))
-    legend = [(f"{i * 25}%", colour(i / 4)) for i in range(5)]
-    return {
-        "points": points,
-        "width": WIDTH,
-        "height": HEIGHT,
-        "radius": RADIUS,
-        "functional": chosen,
-        "functionals": functionals,
-        "low": lo,
-        "high": hi,
-        "labelled": len(values),
-        "legend": legend,
-        "unlabelled": UNLABELLED,
-    }
+def _parameters(embedding: KernelEmbedding) -> str:
+    """The embedding's parameters in words, for the page."""
+    shown = {k: v for k, v in embedding.parameters.items() if k not in ("kernel_id", "method")}
+    return ", ".join(f"{k} {v}" for k, v in sorted(shown.items()))
 
 
-def _load(db: Database, embedding_id: int | None) -> list[KernelEmbedding]:
-    """One embedding (or none) when asked by id, else every embedding, newest first."""
-    query = select(KernelEmbedding).order_by(KernelEmbedding.id.desc())
-    if embedding_id is not None:
-        query = query.where(KernelEmbedding.id == embedding_id)
-    with db.session() as session:
-        found = list(session.scalars(query))
-        session.expunge_all()
-    return found
+def routes(templates: Jinja2Templates, db: Database) -> list[Route]:
+    """The map page, its dataset and its structures."""
 
-
-def route(templates: Jinja2Templates, db: Database) -> Callable[[Request], Awaitable[Response]]:
-    """`/map`: the list of stored embeddings, or `/map?embedding=ID` drawn."""
-
-    async def kernel_map(request: Request) -> Response:
+    async def page(request: Request) -> Response:
         raw = request.query_params.get("embedding", "").strip()
         if not raw:
-            listed = await asyncio.to_thread(_load, db, None)
+            listed = await asyncio.to_thread(list_embeddings, db)
             return templates.TemplateResponse(request, "map.html", {"embeddings": listed})
         if not raw.isdigit():
-            context: dict[str, Any] = {
-                "problem": f"embedding: an id is a whole number (got {raw!r})"
-            }
-            return templates.TemplateResponse(request, "map.html", context, status_code=400)
-        found = await asyncio.to_thread(_load, db, int(raw))
-        if not found:
-            context = {"problem": f"no embedding {raw}: `crystaldb kernel embed --kernel ID`"}
-            return templates.TemplateResponse(request, "map.html", context, status_code=404)
-        wanted = request.query_params.get("functional") or None
-        drawn = await asyncio.to_thread(drawing, db, found[0], wanted)
-        shown = {"embedding": found[0], **drawn}
+            problem = f"embedding: an id is a whole number (got {raw!r})"
+            return templates.TemplateResponse(
+                request, "map.html", {"problem": problem}, status_code=400
+            )
+        found = await asyncio.to_thread(find_embedding, db, int(raw))
+        if found is None:
+            missing = {"problem": NOT_STORED.format(raw)}
+            return templates.TemplateResponse(request, "map.html", missing, status_code=404)
+        shown = {"embedding": found, "parameters": _parameters(found)}
         return templates.TemplateResponse(request, "map.html", shown)
 
-    return kernel_map
+    async def data(request: Request) -> Response:
+        embedding_id = request.path_params["embedding_id"]
+        kmap = await asyncio.to_thread(_map_of, db, embedding_id)
+        if kmap is None:
+            return JSONResponse({"error": NOT_STORED.format(embedding_id)}, status_code=404)
+        return JSONResponse(await asyncio.to_thread(dataset, kmap))
+
+    async def structure(request: Request) -> Response:
+        sid = request.path_params["structure_id"]
+        found = await asyncio.to_thread(_structure, db, sid)
+        if found is None:
+            return JSONResponse({"error": f"no structure {sid}"}, status_code=404)
+        return JSONResponse(found)
+
+    return [
+        Route("/map", page, methods=["GET"]),
+        Route("/map/{embedding_id:int}.json", data, methods=["GET"]),
+        Route("/map/structures/{structure_id:int}.json", structure, methods=["GET"]),
+    ]

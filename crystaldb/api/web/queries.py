@@ -2,9 +2,10 @@
 own documentation examples."""
 
 SEARCH = """
-query Search($filter: StructureFilter, $first: Int!, $after: String, $functional: String!,
-             $byModel: Boolean!) {
-  structures(filter: $filter, first: $first, after: $after, bandGapFunctional: $functional) {
+query Search($filter: StructureFilter, $sort: StructureSort!, $first: Int!, $after: String,
+             $functional: String!, $model: String, $byModel: Boolean!) {
+  structures(filter: $filter, sort: $sort, first: $first, after: $after,
+             bandGapFunctional: $functional, bandGapModel: $model) {
     totalCount
     pageInfo { hasNextPage endCursor }
     edges { node {
@@ -47,6 +48,30 @@ mutation Predict($file: Upload!, $models: [String!]!) {
   predictBandGap(file: $file, models: $models) {
     reducedFormula nsites spacegroupSymbol spacegroupNumber mean spread
     predictions { value unit model { name architecture } }
+  }
+}
+"""
+
+VIEW = """
+query View($id: ID!, $recipe: String!, $withGraph: Boolean!) {
+  structure(id: $id) {
+    id reducedFormula lattice sites { species cartesian }
+    quotientGraph(recipe: $recipe) @include(if: $withGraph) {
+      recipe { name } numEdges edgeSrc edgeDst edgeImages
+    }
+  }
+}
+"""
+
+RELEASES = """
+query Releases { releases { name version query splitSpec members createdAt } }
+"""
+
+MODEL = """
+query Model($name: String!) {
+  models(name: $name, first: 1) {
+    id name architecture property hyperparameters split metrics createdAt
+    release { name version } run { id kind status }
   }
 }
 """
