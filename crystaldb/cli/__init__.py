@@ -13,12 +13,15 @@ import typer
 from rich.logging import RichHandler
 
 from crystaldb.cli import (
+    compare,
     db,
     demo,
+    deploy,
     filters,
     graphs,
     ingest,
     kernel,
+    label,
     networks,
     predict,
     release,
@@ -62,14 +65,17 @@ app.command("filters")(filters.filters)
 app.command("serve")(serve.serve)
 app.command("status")(status.status)
 app.command("demo")(demo.demo)
+app.command("compare")(compare.compare)
 networks.register(train.app)
 app.add_typer(db.app, name="db")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(release.app, name="release")
 app.add_typer(tokens.app, name="token")
 app.add_typer(kernel.app, name="kernel")
 app.add_typer(train.app, name="train")
 app.add_typer(reproduce.app, name="reproduce")
 app.add_typer(graphs.app, name="graphs")
+app.add_typer(label.app, name="label")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`crystaldb kernel`: build and list SOAP kernel matrices."""
+"""`crystaldb kernel`: build and list SOAP and MBTR kernel matrices."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from crystaldb.cli.common import (
     selection,
     stage_progress,
 )
+from crystaldb.core.descriptors import DESCRIPTORS, Hypers, label
+from crystaldb.core.mbtr import MbtrHypers
 from crystaldb.core.soap import SoapHypers
 from crystaldb.jobs.embeddings import embed_kernel
 from crystaldb.jobs.kernels import build_kernel, choose_landmarks, list_kernels
@@ -19,13 +21,30 @@ from crystaldb.platform.settings import load_settings
 from crystaldb.workflows.kernels import kernel_columns
 
 app = typer.Typer(
-    help="SOAP descriptors and kernel matrices (Zarr, tiled on Dask): build, list, embed.",
+    help="SOAP or MBTR descriptors and kernel matrices (Zarr, tiled on Dask): build, list, embed.",
     no_args_is_help=True,
 )
 
 
+SOAP_OPTIONS = {"rc": "--rc", "n": "--n", "l_max": "--l", "sigma": "--sigma"}
+MBTR_OPTIONS = {
+    "grid_n": "--grid-n",
+    "k1_sigma": "--k1-sigma",
+    "k2_sigma": "--k2-sigma",
+    "k3_sigma": "--k3-sigma",
+    "scale": "--scale",
+    "threshold": "--threshold",
+}
+
+
+def _mbtr_default(name: str) -> object:
+    """MBTR's own default for one of its options."""
+    return default_of(MbtrHypers, name)
+
+
 @app.command("build")
 def kernel_build(
+    ctx: typer.Context,
     release: str | None = typer.Option(None, "--release", help="NAME[:VERSION]: its members."),
     where: str | None = typer.Option(
         None, "--where", help=("Structures matching a filter (the fields: `crystaldb filters`).")
@@ -45,7 +64,11 @@ def kernel_build(
     landmark_seed: int = typer.Option(
         default_of(choose_landmarks, "seed"), "--landmark-seed", help="Seed of the landmark draw."
     ),
-    descriptor: str = typer.Option("soap", "--descriptor", help="Only soap for now."),
+    descriptor: str = typer.Option(
+        "soap",
+        "--descriptor",
+        help="soap (featomic's average spectra) or mbtr (DScribe's MBTR, k = 1, 2, 3).",
+    ),
     rc: float = typer.Option(
         default_of(SoapHypers, "cutoff"), "--rc", help="SOAP cutoff radius (angstrom)."
     ),
@@ -60,6 +83,24 @@ def kernel_build(
     sigma: float = typer.Option(
         default_of(SoapHypers, "gaussian_width"), "--sigma", help="Gaussian width (angstrom)."
     ),
+    grid_n: int = typer.Option(
+        _mbtr_default("grid_n"), "--grid-n", help="MBTR: grid points of each k-term."
+    ),
+    k1_sigma: float = typer.Option(
+        _mbtr_default("k1_sigma"), "--k1-sigma", help="MBTR: Gaussian width, atomic numbers."
+    ),
+    k2_sigma: float = typer.Option(
+        _mbtr_default("k2_sigma"), "--k2-sigma", help="MBTR: Gaussian width, 1/distance (1/A)."
+    ),
+    k3_sigma: float = typer.Option(
+        _mbtr_default("k3_sigma"), "--k3-sigma", help="MBTR: Gaussian width, cosine of angles."
+    ),
+    scale: float = typer.Option(
+        _mbtr_default("scale"), "--scale", help="MBTR: k = 2, 3 weighting exp(-s x), s in 1/A."
+    ),
+    threshold: float = typer.Option(
+        _mbtr_default("threshold"), "--threshold", help="MBTR: weights below this are dropped."
+    ),
     zeta: float = typer.Option(
         default_of(build_kernel, "zeta"), "--zeta", help="Kernel exponent (1: the paper's)."
     ),
@@ -68,12 +109,20 @@ def kernel_build(
     ),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask workers."),
 ) -> None:
-    """The average SOAP kernel as a tiled Zarr array; re-running resumes an interrupted build."""
-    if descriptor != "soap":
-        raise typer.BadParameter(
-            f"{descriptor!r}: only soap is available", param_hint="--descriptor"
+    """A SOAP or MBTR kernel as a tiled Zarr array; re-running resumes an interrupted build."""
+    _refuse_other_options(ctx, descriptor)
+    hypers: Hypers
+    if descriptor == "mbtr":
+        hypers = MbtrHypers(
+            grid_n=grid_n,
+            k1_sigma=k1_sigma,
+            k2_sigma=k2_sigma,
+            k3_sigma=k3_sigma,
+            scale=scale,
+            threshold=threshold,
         )
-    hypers = SoapHypers(cutoff=rc, n_max=n, l_max=l_max, gaussian_width=sigma)
+    else:
+        hypers = SoapHypers(cutoff=rc, n_max=n, l_max=l_max, gaussian_width=sigma)
     settings = load_settings()
     db = current_database(settings)
     rows = selection(db, release, where, everything, "the kernel's rows")
@@ -110,18 +159,41 @@ def kernel_build(
         f"kernel {summary.kernel_id}: {summary.shape[0]} x {summary.shape[1]} "
         f"({rows.description}), {summary.tiles_computed} of {summary.tiles_total} tiles computed"
         f" by run {summary.run_id}{against}\n  {summary.array_uri}\n  sha256 {summary.checksum}"
+        f"\n  descriptor set {summary.descriptor_set_id}: {label(hypers.record())}"
     )
+
+
+def _refuse_other_options(ctx: typer.Context, descriptor: str) -> None:
+    """An unknown descriptor, or an option of the other one given, is named, not ignored."""
+    if descriptor not in DESCRIPTORS:
+        raise typer.BadParameter(
+            f"{descriptor!r}: one of {', '.join(DESCRIPTORS)}", param_hint="--descriptor"
+        )
+    other = SOAP_OPTIONS if descriptor == "mbtr" else MBTR_OPTIONS
+    sources = {name: ctx.get_parameter_source(name) for name in other}
+    given = [
+        option
+        for name, option in other.items()
+        if getattr(sources[name], "name", None) == "COMMANDLINE"  # typer vendors click's enum
+    ]
+    if given:
+        raise typer.BadParameter(
+            f"not an option of --descriptor {descriptor}: {', '.join(given)}",
+            param_hint="--descriptor",
+        )
 
 
 @app.command("list")
 def kernel_list() -> None:
     """Every kernel: shape, hyperparameters, status and where its array is."""
-    table = Table("id", "shape", "SOAP rc/n/l/sigma", "zeta", "tile", "status", "array")
+    table = Table(
+        "id", "shape", "descriptor (SOAP rc/n/l/sigma)", "zeta", "tile", "status", "array"
+    )
     for kernel, hypers in list_kernels(current_database()):
         table.add_row(
             str(kernel.id),
             " x ".join(map(str, kernel.shape)),
-            f"{hypers['cutoff']}/{hypers['n_max']}/{hypers['l_max']}/{hypers['gaussian_width']}",
+            label(hypers),
             str(kernel.hyperparameters.get("zeta")),
             str(kernel.chunks[0]),
             kernel.status,
@@ -134,12 +206,39 @@ def kernel_list() -> None:
 def kernel_embed(
     kernel: int = typer.Option(..., "--kernel", help="ID of a complete square kernel."),
     method: str = typer.Option(
-        default_of(embed_kernel, "method"), "--method", help="kpca: kernel PCA (for now)."
+        default_of(embed_kernel, "method"),
+        "--method",
+        help="kpca: kernel PCA | tsne: t-SNE on the kernel distance sqrt(Kii + Kjj - 2 Kij).",
+    ),
+    perplexity: float = typer.Option(
+        default_of(embed_kernel, "perplexity"),
+        "--perplexity",
+        help="t-SNE's perplexity (neighbours), below the kernel's rows.",
+    ),
+    seed: int = typer.Option(
+        default_of(embed_kernel, "seed"), "--seed", help="t-SNE's random start."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local Dask workers (t-SNE runs on one)."
     ),
 ) -> None:
     """A 2D map of a square kernel's rows, stored for the web explorer's /map."""
-    summary = embed_kernel(current_database(), kernel, method)
+    settings = load_settings()
+    db = current_database(settings)
+    if method == "tsne":
+        with console.status(f"t-SNE of kernel {kernel} on a Dask worker..."):
+            summary = embed_kernel(db, kernel, method, settings, perplexity, seed, workers)
+    else:
+        summary = embed_kernel(db, kernel, method, settings)
+    how = (
+        f"perplexity {summary.parameters['perplexity']:g}, seed {summary.parameters['seed']},"
+        f" {summary.parameters['library']}; "
+        if method == "tsne"
+        else ""
+    )
     console.print(
         f"embedding {summary.embedding_id}: {summary.points} points of kernel {kernel}"
-        f" by {summary.method} (run {summary.run_id}); see /map?embedding={summary.embedding_id}"
+        f" by {summary.method} ({how}run {summary.run_id});"
+        f" see /map?embedding={summary.embedding_id}",
+        soft_wrap=True,
     )

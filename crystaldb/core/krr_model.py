@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from crystaldb.core.cell import Cell
+from crystaldb.core.descriptors import Hypers, describe, hypers_from_record
 from crystaldb.core.kernels import linear_kernel
-from crystaldb.core.soap import AverageSpectra, SoapHypers, average_spectra
+from crystaldb.core.soap import AverageSpectra
 
 
 @dataclass(frozen=True)
 class KrrWeights:
     """Everything a KRR model needs to predict, as stored in its weights file."""
 
-    hypers: SoapHypers
+    hypers: Hypers  # SOAP's or MBTR's: the descriptor the primal weights are blocks of
     mean: float
     regularisation: float
     train_ids: np.ndarray
@@ -50,10 +51,9 @@ class KrrWeights:
         """Read a weights file back."""
         with np.load(io.BytesIO(data)) as f:
             record = json.loads(str(f["hypers"]))
-            record.pop("featomic", None)
             keys, values = f["primal_keys"], f["primal_values"]
             return cls(
-                hypers=SoapHypers(**record),
+                hypers=hypers_from_record(record),
                 mean=float(f["mean"]),
                 regularisation=float(f["regularisation"]),
                 train_ids=f["train_ids"],
@@ -73,4 +73,4 @@ class KrrWeights:
 
 def predict_cells(cells: Sequence[Cell], weights: KrrWeights) -> np.ndarray:
     """Worker (and API): predictions for cells that need not be in the database."""
-    return weights.predict(average_spectra(cells, weights.hypers))
+    return weights.predict(describe(cells, weights.hypers))

@@ -9,8 +9,12 @@ finished tiles, so an interrupted build resumes where it stopped. For the Nystr√
 approximation the columns are m landmarks drawn (seeded) from a release's labelled train
 split (`landmarks`); the kernel row records their count, seed and release.
 
+The descriptor is SOAP (featomic's average spectra) or MBTR (DScribe): both are species-keyed
+blocks in the same layout and give the same normalised linear kernel (`core/descriptors.py`
+says what differs: the descriptor set's kind and library, the kernel's name).
+
 Layout in the artifact store:
-  descriptors/<id>/{indptr,keys,values,norms}   average SOAP spectra, CSR by structure
+  descriptors/<id>/{indptr,keys,values,norms}   SOAP spectra or MBTR blocks, CSR by structure
   kernels/<id>/matrix                           the kernel, chunked tile x tile
   kernels/<id>/done                             (row tiles, column tiles) uint8
 
@@ -31,10 +35,11 @@ import numpy as np
 import zarr
 from sqlalchemy import ARRAY, BigInteger, cast, select
 
+from crystaldb.core.descriptors import SOAP, Hypers, describe, kind_of
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.kernels import average_kernel
 from crystaldb.core.krr import RegressionError, draw_landmarks, exact_advice
-from crystaldb.core.soap import AverageSpectra, SoapHypers, average_spectra, concatenate
+from crystaldb.core.soap import AverageSpectra, SoapHypers, concatenate
 from crystaldb.jobs.runner import bounded_map
 from crystaldb.platform.cluster import dask_client, worker_count
 from crystaldb.platform.database import Database
@@ -47,8 +52,8 @@ from crystaldb.schema.runs import track_run
 
 log = logging.getLogger(__name__)
 
-DESCRIPTOR_KIND = "soap-average"
-KERNEL_KIND = "average"
+DESCRIPTOR_KIND = SOAP.kind  # SOAP's; MBTR's names are in core/descriptors.py
+KERNEL_KIND = SOAP.kernel
 DESCRIPTOR_BATCH = 32  # structures per worker task: ~2,600 atoms of an OMDB-GAP1 crystal
 DEFAULT_TILE = 2048
 
@@ -111,9 +116,9 @@ def choose_landmarks(db: Database, release: str, count: int, seed: int = 0) -> L
 # --- workers --------------------------------------------------------------------------------
 
 
-def spectra_task(cells: list[Any], hypers: SoapHypers) -> AverageSpectra:
-    """Worker: the average spectra of one batch of cells."""
-    return average_spectra(cells, hypers)
+def spectra_task(cells: list[Any], hypers: Hypers) -> AverageSpectra:
+    """Worker: the descriptor blocks (average SOAP spectra, or MBTR) of one batch of cells."""
+    return describe(cells, hypers)
 
 
 def read_spectra(uri: str, rows: np.ndarray, what: str) -> AverageSpectra:
@@ -176,12 +181,12 @@ def tile_task(job: TileJob) -> tuple[int, int, float]:
 # --- descriptors ----------------------------------------------------------------------------
 
 
-def find_descriptor_set(db: Database, hypers: SoapHypers, ids: Sequence[int]) -> int | None:
+def find_descriptor_set(db: Database, hypers: Hypers, ids: Sequence[int]) -> int | None:
     """A complete descriptor set with these hyperparameters covering every id, still reachable."""
     query = (
         select(DescriptorSet.id, DescriptorSet.array_uri)
         .where(
-            DescriptorSet.kind == DESCRIPTOR_KIND,
+            DescriptorSet.kind == kind_of(hypers).kind,
             DescriptorSet.status == "complete",
             DescriptorSet.hyperparameters == hypers.record(),
             DescriptorSet.structure_ids.op("@>")(cast(list(ids), ARRAY(BigInteger))),
@@ -197,20 +202,21 @@ def build_descriptors(
     db: Database,
     client: Any,
     store: ArtifactStore,
-    hypers: SoapHypers,
+    hypers: Hypers,
     ids: Sequence[int],
     run_id: int,
     on_progress: Progress | None = None,
 ) -> int:
-    """Compute and store the average spectra of `ids` (in that order) as a new descriptor set."""
-    import featomic
+    """Compute and store the descriptors of `ids` (in that order) as a new descriptor set."""
+    from importlib import metadata
 
+    names = kind_of(hypers)
     with db.session() as session:
         row = DescriptorSet(
-            kind=DESCRIPTOR_KIND,
+            kind=names.kind,
             hyperparameters=hypers.record(),
-            library="featomic",
-            library_version=featomic.__version__,
+            library=names.library,
+            library_version=metadata.version(names.library),
             structure_ids=list(ids),
             array_uri="",
             shape=[len(ids), 0],
@@ -276,7 +282,7 @@ def build_kernel(
     settings: Settings,
     rows: Sequence[int],
     cols: Sequence[int] | None = None,
-    hypers: SoapHypers | None = None,
+    hypers: Hypers | None = None,
     zeta: float = 1.0,
     tile: int = DEFAULT_TILE,
     workers: int | None = None,
@@ -284,11 +290,13 @@ def build_kernel(
     description: str = "",
     landmarks: dict[str, Any] | None = None,
 ) -> KernelSummary:
-    """The average kernel between `rows` and `cols` (square over `rows` when cols is None).
+    """The kernel between `rows` and `cols` (square over `rows` when cols is None).
 
+    SOAP's average kernel by default; MBTR's cosine kernel when `hypers` are MbtrHypers.
     `landmarks` (count, seed, release) records that `cols` are a Nystr√∂m rectangle's landmarks.
     """
     hypers = hypers or SoapHypers()
+    kernel_name = kind_of(hypers).kernel
     rows = list(rows)
     cols_list = rows if cols is None else list(cols)
     if not rows or not cols_list:
@@ -307,7 +315,7 @@ def build_kernel(
         hyper["landmarks"] = landmarks
     parameters = {
         "descriptor": hypers.record(),
-        "kernel": KERNEL_KIND,
+        "kernel": kernel_name,
         **hyper,
         "tile": tile,
         "shape": [len(rows), len(cols_list)],
@@ -320,7 +328,7 @@ def build_kernel(
             if set_id is None:
                 set_id = build_descriptors(db, client, store, hypers, needed, run.id, on_progress)
             kernel_id, matrix_uri = _find_or_create_kernel(
-                db, store, set_id, rows, cols_list, hyper, tile, run.id
+                db, store, set_id, kernel_name, rows, cols_list, hyper, tile, run.id
             )
             jobs = _pending_tiles(db, set_id, kernel_id, matrix_uri, rows, cols_list, zeta, tile)
             total = _tile_count(len(rows), len(cols_list), tile, symmetric)
@@ -353,6 +361,7 @@ def _find_or_create_kernel(
     db: Database,
     store: ArtifactStore,
     set_id: int,
+    kernel_name: str,
     rows: list[int],
     cols: list[int],
     hyper: dict[str, Any],
@@ -368,7 +377,7 @@ def _find_or_create_kernel(
             select(KernelMatrix.id, KernelMatrix.array_uri)
             .where(
                 KernelMatrix.descriptor_set_id == set_id,
-                KernelMatrix.kernel == KERNEL_KIND,
+                KernelMatrix.kernel == kernel_name,
                 KernelMatrix.hyperparameters == hyper,
                 KernelMatrix.chunks == [tile, tile],
                 KernelMatrix.row_ids == rows,
@@ -381,7 +390,7 @@ def _find_or_create_kernel(
             return existing.id, existing.array_uri
         row = KernelMatrix(
             descriptor_set_id=set_id,
-            kernel=KERNEL_KIND,
+            kernel=kernel_name,
             hyperparameters=hyper,
             row_ids=rows,
             col_ids=cols,

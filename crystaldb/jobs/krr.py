@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from crystaldb.core.descriptors import KERNEL_NAMES, hypers_from_record
 from crystaldb.core.krr import (
     DEFAULT_GRID,
     CrossValidation,
@@ -40,8 +41,8 @@ from crystaldb.core.krr import (
 )
 from crystaldb.core.krr_model import KrrWeights
 from crystaldb.core.plots import learning_curve_png
-from crystaldb.core.soap import AverageSpectra, SoapHypers
-from crystaldb.jobs.kernels import KERNEL_KIND, KernelError, read_spectra
+from crystaldb.core.soap import AverageSpectra
+from crystaldb.jobs.kernels import KernelError, read_spectra
 from crystaldb.jobs.models import ModelError, model_row, read_weights, store_model
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -88,8 +89,10 @@ def _kernel(db: Database, kernel_id: int) -> tuple[KernelMatrix, dict[str, Any]]
                 f"--kernel {kernel_id} is still {kernel.status}: re-run `crystaldb kernel build`"
                 " with the same arguments to finish it"
             )
-        if kernel.kernel != KERNEL_KIND:
-            raise KernelError(f"--kernel {kernel_id}: training needs an average kernel")
+        if kernel.kernel not in KERNEL_NAMES:
+            raise KernelError(
+                f"--kernel {kernel_id}: training needs a SOAP or MBTR kernel, not {kernel.kernel}"
+            )
         descriptor = session.get_one(DescriptorSet, kernel.descriptor_set_id)
         session.expunge(kernel)
         return kernel, dict(descriptor.hyperparameters)
@@ -313,9 +316,8 @@ def _weights(
             contribution = part.values[b] * scale[owner[b]]
             total[triple] = total.get(triple, 0) + contribution
     triples = sorted(total)
-    hypers = {k: v for k, v in record.items() if k != "featomic"}
     return KrrWeights(
-        hypers=SoapHypers(**hypers),
+        hypers=hypers_from_record(record),
         mean=model_fit.mean,
         regularisation=model_fit.regularisation,
         train_ids=train_ids.astype(np.int64),
@@ -354,7 +356,7 @@ def _store_model(
         architecture="krr",
         hyperparameters={
             "descriptor": record,
-            "kernel": KERNEL_KIND,
+            "kernel": kernel.kernel,
             "zeta": kernel.hyperparameters.get("zeta", 1.0),
             "regularisation": cv.best,
             "grid": list(cv.grid),

@@ -7,6 +7,7 @@ from crystaldb.schema.base import Base
 from crystaldb.schema.descriptors import DescriptorSet, KernelMatrix
 from crystaldb.schema.embeddings import KernelEmbedding
 from crystaldb.schema.graphs import GraphRecipe, QuotientGraph
+from crystaldb.schema.label_failures import LabelFailure
 from crystaldb.schema.labels import Calculation, Label
 from crystaldb.schema.ml import Model, Prediction
 from crystaldb.schema.releases import Release, ReleaseMember
@@ -27,6 +28,7 @@ __all__ = [
     "KernelEmbedding",
     "KernelMatrix",
     "Label",
+    "LabelFailure",
     "Model",
     "Prediction",
     "QuotientGraph",

@@ -13,6 +13,9 @@ import sys
 FORBIDDEN = ("sqlalchemy", "psycopg", "alembic", "dask", "distributed", "lark", "pgserver")
 SCIENCE = (
     "crystaldb.core.soap",
+    "crystaldb.core.mbtr",
+    "crystaldb.core.xtb",
+    "crystaldb.core.embedding",
     "crystaldb.core.network_hypers",
     "crystaldb.core.graphs",
     "crystaldb.core.graph_tensors",

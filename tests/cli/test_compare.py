@@ -1,0 +1,76 @@
+"""`crystaldb compare` on the JARVIS release: every model trained, scored and drawn, as run."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crystaldb.core.krr import regression_metrics
+from crystaldb.platform.store import ArtifactStore
+from crystaldb.query.selection import release_labels, select_structures
+from crystaldb.schema import Model, Run
+from crystaldb.workflows.compare import MODELS, CompareError, compare_models
+from tests.conftest import run_cli
+from tests.jarvis import LabelledDatabase
+from tests.jobs.test_kernels import SMALL
+from tests.jobs.test_mbtr import MBTR
+
+
+@pytest.mark.slow
+def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabase) -> None:
+    done = compare_models(
+        jarvis.db, jarvis.settings, jarvis.release,
+        epochs=1, folds=5, workers=1, soap=SMALL, mbtr=MBTR,
+    )  # fmt: skip
+    names = [s.name for s in done.scores]
+    assert names == [*MODELS, "soap-krr + schnet (average)"]
+    assert (done.n_train, done.n_test) == (jarvis.n_train, jarvis.n_test)
+    gaps = release_labels(jarvis.db, select_structures(jarvis.db, release=jarvis.release))
+    train, test = gaps[: jarvis.n_train], gaps[jarvis.n_train :]
+    expected = regression_metrics(np.full(10, np.median(train)), test)
+    assert {k: done.baseline[k] for k in ("n", "mae", "rmse")} == pytest.approx(
+        {k: expected[k] for k in ("n", "mae", "rmse")}
+    )
+    assert done.baseline["mae_ci95"] == pytest.approx(expected["mae_ci95"])
+    with jarvis.db.session() as session:
+        run = session.get_one(Run, done.run_id)
+        assert (run.kind, run.status) == ("compare", "succeeded")
+        assert [row["model"] for row in run.results["table"]] == names
+        assert set(run.results["curves"]) == set(MODELS)
+        plot = run.results["plot"]
+        for score in done.scores:
+            m = score.metrics
+            assert m["n"] == 10 and m["mae_ci95"][0] <= m["mae"] <= m["mae_ci95"][1]
+            assert m["rmse"] >= m["mae"] and score.seconds > 0
+            if score.model_id is not None:  # each model is the stored one, with its own MAE
+                stored = session.get_one(Model, score.model_id).metrics["test"]["mae"]
+                assert stored == pytest.approx(m["mae"], abs=1e-6), score.name
+    for score in done.scores[: len(MODELS)]:  # the same nested sizes for every model
+        assert [n for n, _ in score.curve] == [n for n, _ in done.scores[0].curve]
+        assert score.curve[-1] == (jarvis.n_train, pytest.approx(score.metrics["mae"]))
+    store = ArtifactStore(jarvis.settings.store_location)
+    key = f"comparisons/run{done.run_id}-learning-curves.png"
+    assert store.uri(key) == done.plot_uri == plot
+    assert Image.open(io.BytesIO(store.get_bytes(key))).size == (600, 420)
+
+
+def test_bad_arguments_are_named(jarvis: LabelledDatabase) -> None:
+    with pytest.raises(CompareError, match="--epochs"):
+        compare_models(jarvis.db, jarvis.settings, jarvis.release, epochs=0)
+    with pytest.raises(CompareError, match="--folds 60"):
+        compare_models(jarvis.db, jarvis.settings, jarvis.release, folds=60)
+
+
+@pytest.mark.slow
+def test_compare_from_the_command_line_names_a_bad_release(jarvis: LabelledDatabase) -> None:
+    env = {
+        "CRYSTALDB_DATABASE_URL": str(jarvis.settings.database_url),
+        "CRYSTALDB_DATA_DIR": str(jarvis.settings.data_dir),
+    }
+    refused = run_cli("compare", "--release", "nope", env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert re.search(r"nope", refused.stderr), refused.stderr
