@@ -13,21 +13,32 @@ fails alone it is handed back as `Crashed`: a crash costs the job one element, n
 Ingest and graphs use that; kernels and prediction need every structure, so there a failure
 stops the job with its cause.
 Progress is the caller's: it is told each result as it lands.
+
+On a real cluster the scheduler itself moves the tasks of a worker that dies to the others
+(up to `distributed.scheduler.allowed-failures` times), so a job may finish without seeing
+the death at all; `bounded_map` (descriptors, kernel tiles, prediction) then asks the
+scheduler's event log which workers left unexpectedly while holding the job's tasks and
+records them on the job's run (`results["lost_workers"]`: each worker's address and how many
+of the job's tasks it held), whether the job finished or failed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from crystaldb.platform.cluster import worker_count
+from crystaldb.schema.runs import current_run
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,44 @@ def run_window(
         feed()
 
 
+def _record_lost_workers(client: Client, keys: set[Any]) -> None:
+    """Note on the current run each worker that left unexpectedly holding some of `keys`."""
+    run = current_run()
+    if run is None or not keys:
+        return
+
+    # Filtered on the scheduler: its whole event log may hold objects that do not serialise.
+    # Nested, so cloudpickle ships it by value: the scheduler need not have crystaldb.
+    def lost_on_scheduler(keys: set[Any], dask_scheduler: Any = None) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for _, event in dask_scheduler.get_events("all"):
+            if not isinstance(event, dict) or event.get("action") != "remove-worker":
+                continue
+            if event.get("expected"):  # retired or closed on purpose, not died
+                continue
+            tasks = set(event.get("processing-tasks", ())) | set(
+                event.get("lost-computed-tasks", ())
+            )
+            if tasks & keys:
+                worker = str(event["worker"])
+                held[worker] = held.get(worker, 0) + len(tasks & keys)
+        return held
+
+    try:
+        held = client.run_on_scheduler(lost_on_scheduler, keys)
+    except Exception as exc:  # a scheduler gone too: the job's own error says more
+        log.warning("could not ask the scheduler which workers died: %s", exc)
+        return
+    if not held:
+        return
+    known = {entry["worker"]: entry for entry in run.results.get("lost_workers", [])}
+    for worker, tasks in held.items():  # a job may run several windows (descriptors, tiles)
+        entry = known.setdefault(worker, {"worker": worker, "tasks": 0})
+        entry["tasks"] += tasks
+        log.warning("worker %s died holding %d tasks of run %d", worker, tasks, run.id)
+    run.results["lost_workers"] = sorted(known.values(), key=lambda e: e["worker"])
+
+
 def bounded_map(
     client: Client,
     func: Callable[..., Any],
@@ -130,11 +179,22 @@ def bounded_map(
     `resources` (e.g. {"GPU": 1}) sends each task only to workers that declare them.
     """
 
-    def submit(item: Any) -> Future:
-        return client.submit(func, item, *args, pure=False, resources=resources)
+    keys: set[Any] = set()  # every task submitted, to find the workers that died holding one
 
-    for done in run_window(submit, items, window):
-        yield done.index, done.result
+    def submit(item: Any) -> Future:
+        future = client.submit(func, item, *args, pure=False, resources=resources)
+        keys.add(future.key)
+        return future
+
+    try:
+        for done in run_window(submit, items, window):
+            yield done.index, done.result
+    except GeneratorExit:  # the caller stopped reading: nothing more to ask the scheduler
+        raise
+    except BaseException:
+        _record_lost_workers(client, keys)
+        raise
+    _record_lost_workers(client, keys)
 
 
 def window_for(client: Client, per_worker: int = 2) -> int:

@@ -72,3 +72,31 @@ def _first_line(exc: BaseException) -> str:
     """Server errors run to many lines; the first says what went wrong."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> URL | None:
+    """The URL of the embedded server if some process runs it now; None, starting nothing.
+
+    The server runs only while a crystaldb command (or `crystaldb serve`) holds it, so a URL
+    printed for later use is good only as long as that command runs.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+
+    pgdata = (data_dir / "pgdata").resolve()
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (OSError, ValueError, AssertionError):  # a half-written postmaster.pid
+        return None
+    if info is None or not info.is_running() or info.status != "ready":
+        return None
+    raw = make_url(info.get_uri())
+    return URL.create(
+        "postgresql+psycopg",
+        username=raw.username,
+        host=raw.host,
+        port=raw.port,
+        database=database,
+        query=raw.query,
+    )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -51,6 +52,19 @@ def parse_database_url(raw: str) -> URL:
     return url.set(drivername="postgresql+psycopg")
 
 
+def _env_list(value: Any, what: str, items: Callable[[str], list[str]]) -> Any:
+    """A list setting as the environment gives it: a JSON list, or plain text split by `items`."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a JSON list of {what}") from None
+    return items(text)
+
+
 class Settings(BaseSettings):
     """Everything configurable, each field settable as CRYSTALDB_<FIELD> or in config.toml."""
 
@@ -68,8 +82,61 @@ class Settings(BaseSettings):
     )
     dask_workers: int = Field(2, ge=1, le=512, description="Worker processes of the local cluster")
     dask_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per local worker")
+    dask_cluster: Literal["local", "slurm", "address"] | None = Field(
+        None,
+        description="Where jobs run: local (worker processes on this machine), slurm (worker"
+        " jobs submitted through dask-jobqueue) or address (CRYSTALDB_DASK_SCHEDULER); unset:"
+        " address when CRYSTALDB_DASK_SCHEDULER is set, else local",
+    )
+    slurm_queue: str | None = Field(None, description="SLURM partition of the worker jobs (-p)")
+    slurm_account: str | None = Field(None, description="SLURM account charged for them (-A)")
+    slurm_cores: int = Field(
+        4, ge=1, le=1024, description="Cores per SLURM worker job (--cpus-per-task)"
+    )
+    slurm_processes: int = Field(
+        1, ge=1, le=1024, description="Dask worker processes per SLURM job (they share its cores)"
+    )
+    slurm_memory: str = Field("16GB", description="Memory per SLURM worker job (--mem)")
+    slurm_walltime: str = Field("01:00:00", description="Time limit of each worker job (-t)")
+    slurm_jobs: int = Field(1, ge=1, le=4096, description="Worker jobs submitted per crystaldb job")
+    slurm_job_extra_directives: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More #SBATCH directives, comma-separated or a JSON list, e.g."
+        ' ["--gres=gpu:1", "--constraint=a100"]',
+    )
+    slurm_job_script_prologue: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Shell lines run before the worker starts, e.g. module loads or"
+        " 'source ~/crystaldb/.venv/bin/activate' (JSON list, or one line)",
+    )
+    slurm_worker_resources: str | None = Field(
+        None, description="Dask resources each SLURM worker declares, e.g. GPU=1 for GPU jobs"
+    )
+    slurm_interface: str | None = Field(
+        None, description="Network interface the scheduler and workers use (e.g. ib0)"
+    )
+    slurm_python: str | None = Field(
+        None, description="Python on the compute nodes; unset: the client's own executable"
+    )
+    slurm_start_timeout: float = Field(
+        3600, gt=0, description="Seconds to wait for the first SLURM worker to join"
+    )
+    pg_bindir: Path | None = Field(
+        None,
+        description="Folder of psql, pg_dump and pg_restore for `crystaldb db`; unset: the"
+        " server's major version is looked up (/usr/lib/postgresql/N/bin, the embedded"
+        " server's own, PATH)",
+    )
     store_url: str | None = Field(
-        None, description="Artifact store: a directory or any fsspec URL; unset: data_dir/store"
+        None,
+        description="Artifact store: a directory or any fsspec URL (s3://bucket/prefix for an"
+        " S3-compatible object store); unset: data_dir/store",
+    )
+    store_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for the store URL's protocol, as a JSON object, e.g."
+        ' {"endpoint_url": "http://10.0.0.5:9000"} for s3://; unset: s3fs reads'
+        " AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
     )
     log_level: str = Field("WARNING", description="Python logging level")
     api_timeout: float = Field(
@@ -114,18 +181,45 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786)")
         return f"{scheme}://{rest}"
 
+    @field_validator("slurm_job_extra_directives", "slurm_job_script_prologue", mode="before")
+    @classmethod
+    def _split_lines(cls, value: Any) -> Any:
+        return _env_list(value, "strings", lambda text: [text] if text else [])
+
+    @field_validator("slurm_worker_resources")
+    @classmethod
+    def _check_resources(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for part in value.split():
+            name, sep, amount = part.partition("=")
+            try:
+                float(amount)
+            except ValueError:
+                sep = ""
+            if not (name and sep):
+                raise ValueError(f"{value!r} is not a list of Dask resources (GPU=1 MEMORY=8e9)")
+        return value.strip()
+
+    @field_validator("dask_cluster")
+    @classmethod
+    def _check_cluster(cls, value: str | None, info: ValidationInfo) -> str | None:
+        scheduler = info.data.get("dask_scheduler")
+        if value == "address" and not scheduler:
+            raise ValueError("address needs CRYSTALDB_DASK_SCHEDULER (tcp://host:8786)")
+        if value in ("local", "slurm") and scheduler:
+            raise ValueError(
+                f"{value} starts its own scheduler: unset CRYSTALDB_DASK_SCHEDULER, or set"
+                " CRYSTALDB_DASK_CLUSTER=address to use it"
+            )
+        return value
+
     @field_validator("api_cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    raise ValueError(f"{text!r} is not a JSON list of origins") from None
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _env_list(
+            value, "origins", lambda text: [p.strip() for p in text.split(",") if p.strip()]
+        )
 
     @field_validator("api_cors_origins")
     @classmethod
@@ -167,6 +261,11 @@ class Settings(BaseSettings):
     def database(self) -> URL | None:
         """The configured server's URL, or None for the embedded default."""
         return make_url(self.database_url) if self.database_url else None
+
+    @property
+    def cluster_kind(self) -> str:
+        """local, slurm or address: CRYSTALDB_DASK_CLUSTER, or what the scheduler implies."""
+        return self.dask_cluster or ("address" if self.dask_scheduler else "local")
 
     @property
     def store_location(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,6 +70,14 @@ class RunHandle:
     results: dict[str, Any] = field(default_factory=dict)
 
 
+_CURRENT: ContextVar[RunHandle | None] = ContextVar("crystaldb_current_run", default=None)
+
+
+def current_run() -> RunHandle | None:
+    """The run the calling code works inside (the innermost `track_run`), or None."""
+    return _CURRENT.get()
+
+
 @contextmanager
 def track_run(
     db: Database, kind: str, parameters: dict[str, Any] | None = None, device: str = "cpu"
@@ -92,11 +101,15 @@ def track_run(
         session.add(run)
         session.flush()
         handle = RunHandle(id=run.id)
+    token = _CURRENT.set(handle)  # so the runner can note a worker that died on the job
     try:
         yield handle
     except BaseException as exc:  # Ctrl-C and killed jobs must be recorded too
         _finish(db, handle, "failed", _error_text(exc))
         raise
+    finally:
+        with suppress(ValueError):  # closed from another context (a collected generator)
+            _CURRENT.reset(token)
     _finish(db, handle, "succeeded", None)
 
 

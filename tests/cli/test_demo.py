@@ -26,6 +26,7 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
     try:
         assert wait_for_health(port, demo, 300) == {"status": "ok", "database": "ok"}
         report = json.loads(run_cli("status", "--json", env=env).stdout)
+        running = run_cli("db", "url", "--libpq", env=env)  # the demo's server, while it runs
         served = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
             json={"query": "{ structures(filter: {nsites: {gte: 1}}) { totalCount } }"},
@@ -52,8 +53,9 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
     stored = sum(int(n) for _, n in batches)
     assert report["counts"]["structures"] == stored > 0
     assert served == {"data": {"structures": {"totalCount": stored}}}
-    url = run_cli("db", "url", env=env)
-    assert url.stdout.strip().startswith("postgresql+psycopg://postgres@/crystaldb?host=")
+    assert running.stdout.strip().startswith("postgresql://postgres@/crystaldb?host="), running
+    stopped = run_cli("db", "url", env=env)  # now stopped: said, not a URL of nothing
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
 
 
 def test_demo_without_serving_returns(databases: DatabaseFactory, tmp_path: Path) -> None:

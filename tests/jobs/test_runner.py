@@ -12,10 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 from distributed import Client, Future
+from distributed.scheduler import KilledWorker
 
 from crystaldb.jobs.runner import Crashed, bounded_map, run_window, window_for
 from crystaldb.platform.cluster import dask_client
+from crystaldb.platform.database import Database
 from crystaldb.platform.settings import load_settings
+from crystaldb.schema import Run
+from crystaldb.schema.runs import track_run
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +115,27 @@ def test_the_window_bounds_what_is_in_flight_and_every_index_comes_back(
 def test_a_window_below_one_is_refused(client: Client) -> None:
     with pytest.raises(ValueError, match="window must be at least 1, not 0"):
         list(run_window(lambda n: client.submit(abs, n), [1], 0))
+
+
+def dies_on_poison(n: int) -> int:
+    """The worker process dies outright on the poison value."""
+    if n == POISON:
+        os._exit(1)
+    return n
+
+
+def test_a_worker_that_died_on_a_job_is_named_on_its_run(client: Client, db: Database) -> None:
+    """The run record says which worker died holding the job's tasks, and how many."""
+    with pytest.raises(KilledWorker), track_run(db, "test-runner") as run:
+        list(bounded_map(client, dies_on_poison, range(16), 2))
+    with db.session() as session:
+        row = session.get_one(Run, run.id)
+        assert row.status == "failed" and "KilledWorker" in (row.error or "")
+        lost = row.results["lost_workers"]
+    assert len(lost) == 1 and lost[0]["worker"].startswith("tcp://127.0.0.1:")
+    assert lost[0]["tasks"] >= 1
+
+    with track_run(db, "test-runner") as calm:
+        list(bounded_map(client, plus_one, range(8), 2))
+    with db.session() as session:
+        assert "lost_workers" not in session.get_one(Run, calm.id).results
