@@ -200,7 +200,15 @@ def shared_cod(shared_data: Path) -> Path:
 def jarvis(databases: DatabaseFactory) -> Iterator[LabelledDatabase]:
     """Loaded once per session; tests add descriptors, kernels and models, never structures."""
     data_dir = Path(tempfile.mkdtemp(prefix="crystaldb-test-compute-"))
-    settings, db = databases.migrated("crystaldb_compute", data_dir)
+    labelled = load_jarvis(databases, "crystaldb_compute", data_dir)
+    yield labelled
+    labelled.db.dispose()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def load_jarvis(databases: DatabaseFactory, prefix: str, data_dir: Path) -> LabelledDatabase:
+    """A new database holding the 50 JARVIS crystals and their release (first 40 train)."""
+    settings, db = databases.migrated(prefix, data_dir)
     records = jarvis_records()
     write_chunk(db, open_batch(db), records, labels=OPTB88)
     n_test = 10
@@ -208,6 +216,4 @@ def jarvis(databases: DatabaseFactory) -> Iterator[LabelledDatabase]:
     create_release(
         db, "jarvis", "1.0", label="band_gap:OptB88vdW", split=f"ordered:{n_train},{n_test}"
     )
-    yield LabelledDatabase(settings, db, "jarvis", n_train, n_test)
-    db.dispose()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    return LabelledDatabase(settings, db, "jarvis", n_train, n_test)

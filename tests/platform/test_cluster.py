@@ -111,8 +111,10 @@ def test_slurm_setting_conflicts_are_named() -> None:
 
 
 SBATCH = """#!/bin/sh
-# Stand-in for SLURM's sbatch: run the job script here, in a session of its own.
-setsid sh "$1" > "$1.log" 2>&1 < /dev/null &
+# Stand-in for SLURM's sbatch: run the job script here, in a session of its own. Like sbatch,
+# take a copy before returning: dask-jobqueue deletes its script file as soon as we return.
+cp "$1" "$1.job"
+setsid sh "$1.job" > "$1.log" 2>&1 < /dev/null &
 echo "Submitted batch job $!"
 """
 SCANCEL = """#!/bin/sh

@@ -31,7 +31,7 @@ from crystaldb.platform.store import (
 )
 from crystaldb.query.selection import load_cells, select_structures
 from crystaldb.schema import DescriptorSet, KernelMatrix, Model
-from tests.jarvis import LabelledDatabase
+from tests.conftest import DatabaseFactory, load_jarvis
 
 # Hyperparameters no other test uses, so the descriptors are computed (and stored) here.
 TINY = SoapHypers(cutoff=3.5, n_max=3, l_max=2)
@@ -105,8 +105,14 @@ def test_arrays_and_weights_round_trip_through_the_bucket(
 
 @pytest.mark.slow
 def test_a_kernel_and_a_krr_model_live_in_the_bucket(
-    jarvis: LabelledDatabase, bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    databases: DatabaseFactory,
+    tmp_path: Path,
+    bucket: str,
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # a database of its own: the session's JARVIS database may already hold this kernel
+    jarvis = load_jarvis(databases, "crystaldb_s3", tmp_path / "data")
     url = f"s3://{bucket}/run"
     monkeypatch.setenv("CRYSTALDB_STORE_URL", url)
     settings = jarvis.settings.model_copy(update={"store_url": url})
