@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from crystaldb.core.embedding import TSNE_DEFAULTS, check_perplexity, kernel_pca, kernel_tsne
 from crystaldb.formats.chemiscope import NAN, KernelMap, MapColumn
-from crystaldb.jobs.kernels import KernelError
+from crystaldb.jobs.kernels import KernelError, complete_kernel
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -53,14 +53,7 @@ class EmbeddingSummary:
 def _square_kernel(db: Database, kernel_id: int) -> KernelMatrix:
     """A complete square kernel, or an error saying which --kernel to give instead."""
     with db.session() as session:
-        kernel = session.get(KernelMatrix, kernel_id)
-        if kernel is None:
-            raise KernelError(f"--kernel: no kernel {kernel_id} (see `crystaldb kernel list`)")
-        if kernel.status != "complete":
-            raise KernelError(
-                f"--kernel {kernel_id} is still {kernel.status}: re-run `crystaldb kernel build`"
-                " with the same arguments to finish it"
-            )
+        kernel = complete_kernel(session, kernel_id)
         if kernel.row_ids != kernel.col_ids:
             raise KernelError(
                 f"--kernel {kernel_id} is a {kernel.shape[0]} x {kernel.shape[1]} rectangle"

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import zarr
 from sqlalchemy import ARRAY, BigInteger, cast, select
+from sqlalchemy.orm import Session
 
 from crystaldb.core.descriptors import SOAP, Hypers, describe, kind_of
 from crystaldb.core.errors import CrystaldbError
@@ -62,6 +63,19 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 class KernelError(CrystaldbError):
     """A kernel that cannot be built or used as asked, with what to do instead."""
+
+
+def complete_kernel(session: Session, kernel_id: int) -> KernelMatrix:
+    """The kernel `--kernel` names, refused with what to do when it is missing or unfinished."""
+    kernel = session.get(KernelMatrix, kernel_id)
+    if kernel is None:
+        raise KernelError(f"--kernel: no kernel {kernel_id} (see `crystaldb kernel list`)")
+    if kernel.status != "complete":
+        raise KernelError(
+            f"--kernel {kernel_id} is still {kernel.status}: re-run `crystaldb kernel build`"
+            " with the same arguments to finish it"
+        )
+    return kernel
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from crystaldb.core.krr import (
 from crystaldb.core.krr_model import KrrWeights
 from crystaldb.core.plots import learning_curve_png
 from crystaldb.core.soap import AverageSpectra
-from crystaldb.jobs.kernels import KernelError, read_spectra
+from crystaldb.jobs.kernels import KernelError, complete_kernel, read_spectra
 from crystaldb.jobs.models import ModelError, model_row, read_weights, store_model
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -81,14 +81,7 @@ class TrainSummary:
 def _kernel(db: Database, kernel_id: int) -> tuple[KernelMatrix, dict[str, Any]]:
     """A complete average kernel, and the descriptor hyperparameters behind it."""
     with db.session() as session:
-        kernel = session.get(KernelMatrix, kernel_id)
-        if kernel is None:
-            raise KernelError(f"--kernel: no kernel {kernel_id} (see `crystaldb kernel list`)")
-        if kernel.status != "complete":
-            raise KernelError(
-                f"--kernel {kernel_id} is still {kernel.status}: re-run `crystaldb kernel build`"
-                " with the same arguments to finish it"
-            )
+        kernel = complete_kernel(session, kernel_id)
         if kernel.kernel not in KERNEL_NAMES:
             raise KernelError(
                 f"--kernel {kernel_id}: training needs a SOAP or MBTR kernel, not {kernel.kernel}"
