@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,9 +17,11 @@ from crystaldb.cli.common import (
     default_of,
     outcome_progress,
     selection,
+    stage_progress,
     step,
 )
 from crystaldb.cli.predict import ensemble_members
+from crystaldb.core.acquisition import AcquisitionHypers
 from crystaldb.core.xtb import METHODS, XtbHypers
 from crystaldb.jobs.xtb import (
     DEFAULT_TIMEOUT_S,
@@ -31,6 +34,7 @@ from crystaldb.jobs.xtb import (
     load_labels,
 )
 from crystaldb.platform.settings import load_settings
+from crystaldb.workflows.acquisition import AcquisitionCurve, acquisition_curve
 
 app = typer.Typer(
     help="Computed labels: GFN1-xTB band gaps with tblite on Dask, and their CSV tables.",
@@ -220,3 +224,57 @@ def label_load(
         f"{summary.already} already there, {summary.not_found} structures not ingested"
         + (f" (e.g. {', '.join(summary.missing[:5])})" if summary.missing else "")
     )
+
+
+def _hyper(name: str, flag: str, help_text: str) -> Any:
+    """An option of `label curve` whose default is AcquisitionHypers' own."""
+    return typer.Option(default_of(AcquisitionHypers, name), flag, help=help_text)
+
+
+@app.command("curve")
+def label_curve(
+    release: str = typer.Option(
+        ..., "--release", help="NAME[:VERSION] with train and test splits."
+    ),
+    kernel: int | None = typer.Option(
+        None,
+        "--kernel",
+        help="A square kernel over its members; by default the newest default-SOAP one.",
+    ),
+    start: int = _hyper("start", "--start", "Random train structures to begin."),
+    step_size: int = _hyper("step", "--step", "Structures acquired per round."),
+    rounds: int = _hyper("rounds", "--rounds", "Rounds of acquisition."),
+    committee: int = _hyper("committee", "--committee", "Bootstrap KRR models."),
+    seeds: int = _hyper("seeds", "--seeds", "Repeats from other starts."),
+    regularisation: float | None = typer.Option(
+        None,
+        "--regularisation",
+        help="KRR's lambda; by default chosen by CV on the train split.",
+    ),
+) -> None:
+    """Test MAE against labelled structures: acquisition by committee spread against random."""
+    hypers = AcquisitionHypers(start, step_size, rounds, committee, regularisation, seeds)
+    settings = load_settings()
+    db = current_database(settings)
+    with stage_progress() as update:
+        done = acquisition_curve(
+            db, settings, release, kernel, hypers, lambda d, t: update("seeds", d, t)
+        )
+    console.print(curve_table(done))
+    console.print(f"  plot: {done.plot_uri}\n  stored with run {done.run_id}")
+
+
+def curve_table(done: AcquisitionCurve) -> Table:
+    """Mean test MAE ± sd over the seeds of both strategies at every size."""
+    table = Table(
+        "labelled structures",
+        "random MAE (eV)",
+        "spread MAE (eV)",
+        title=f"{done.release}: kernel {done.kernel_id}, {done.n_pool} train / {done.n_test}"
+        f" test, lambda {done.curves.regularisation:g}",
+        title_justify="left",
+    )
+    random, spread = (done.curves.curves[s].points() for s in ("random", "spread"))
+    for (n, r_mean, r_sd), (_, s_mean, s_sd) in zip(random, spread, strict=True):
+        table.add_row(str(n), f"{r_mean:.3f} ± {r_sd:.3f}", f"{s_mean:.3f} ± {s_sd:.3f}")
+    return table

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from typing import Any
+
+import numpy as np
 
 
 def learning_curve_png(curve: list[dict[str, float]], baseline: float, name: str) -> bytes:
@@ -35,18 +38,43 @@ def learning_curves_png(
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter, ScalarFormatter
 
     figure, axes = plt.subplots(figsize=(6, 4.2), dpi=100)
     for name, curve in curves.items():
         axes.loglog([n for n, _ in curve], [mae for _, mae in curve], "o-", label=name)
     axes.axhline(baseline, color="grey", linestyle="--", label="predict the training median")
-    for axis in (axes.xaxis, axes.yaxis):  # plain numbers, not 10^x, on short log ranges
+    sizes = {n for curve in curves.values() for n, _ in curve}
+    return _plain_log_png(figure, axes, sizes, "training structures", title)
+
+
+def band_curves_png(curves: dict[str, list[tuple[int, float, float]]], title: str) -> bytes:
+    """Mean test MAE against labelled structures with a band of one sd, log-log: a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.2), dpi=100)
+    for name, points in curves.items():
+        sizes, mean, sd = (np.array(column, dtype=float) for column in zip(*points, strict=True))
+        (line,) = axes.loglog(sizes, mean, "o-", label=name)
+        low = np.maximum(mean - sd, mean * 1e-3)  # a log axis cannot show zero or below
+        axes.fill_between(sizes, low, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+    ticks = {n for points in curves.values() for n, _, _ in points}
+    return _plain_log_png(figure, axes, ticks, "labelled structures", title)
+
+
+def _plain_log_png(figure: Any, axes: Any, sizes: set[int], xlabel: str, title: str) -> bytes:
+    """Plain numbers, not 10^x, on short log ranges; labels, legend; the figure as PNG bytes."""
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter, ScalarFormatter
+
+    for axis in (axes.xaxis, axes.yaxis):
         axis.set_major_formatter(ScalarFormatter())
     axes.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
     axes.xaxis.set_minor_formatter(NullFormatter())
-    axes.set_xticks(sorted({n for curve in curves.values() for n, _ in curve}))
-    axes.set_xlabel("training structures")
+    axes.set_xticks(sorted(sizes))
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("test MAE (eV)")
     axes.set_title(title)
     axes.legend(fontsize=8)

@@ -31,7 +31,7 @@ from sqlalchemy import ARRAY, BigInteger, any_, cast, select, text
 
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.graphs import GraphArrays, Recipe, parse_recipe, quotient_graphs
-from crystaldb.jobs.runner import Crashed, run_window, window_for
+from crystaldb.jobs.runner import Crashed, noting_lost_workers, run_window, window_for
 from crystaldb.platform.arrays import numpy_rows
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database, copy_connection
@@ -192,20 +192,22 @@ def _drive(
     # Small jobs get smaller batches, so every worker has work (at least 2 batches each).
     size = min(batch_size, max(1, math.ceil(len(todo) / (2 * window))))
 
-    def submit(ids: list[int]) -> Future:
-        return client.submit(quotient_graphs, load_cells(db, ids), recipe, pure=False)
+    with noting_lost_workers(client) as track:
 
-    for done in run_window(submit, batches(todo, size), window, bisect=True):
-        results: list[GraphArrays | str] = done.result
-        if isinstance(done.result, Crashed):
-            log.warning("structure %d: graph task failed: %s", done.item[0], done.result.error)
-            results = [
-                f"structure {done.item[0]}: computing its graph killed the worker or failed "
-                f"({done.result.describe()})"
-            ]
-        _record(db, summary, results)
-        if on_progress is not None:
-            on_progress(summary)
+        def submit(ids: list[int]) -> Future:
+            return track(client.submit(quotient_graphs, load_cells(db, ids), recipe, pure=False))
+
+        for done in run_window(submit, batches(todo, size), window, bisect=True):
+            results: list[GraphArrays | str] = done.result
+            if isinstance(done.result, Crashed):
+                log.warning("structure %d: graph task failed: %s", done.item[0], done.result.error)
+                results = [
+                    f"structure {done.item[0]}: computing its graph killed the worker or"
+                    f" failed ({done.result.describe()})"
+                ]
+            _record(db, summary, results)
+            if on_progress is not None:
+                on_progress(summary)
 
 
 def _record(db: Database, summary: GraphBuildSummary, results: Sequence[GraphArrays | str]) -> None:

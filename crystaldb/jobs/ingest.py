@@ -31,7 +31,7 @@ from crystaldb.formats.omdb_gap1 import BAND_GAP, read_omdb_gap1
 from crystaldb.formats.payload import process_payload, validate_all
 from crystaldb.formats.readers import parser_for
 from crystaldb.jobs.load import ChunkCounts, Entry, write_chunk
-from crystaldb.jobs.runner import Crashed, run_window, window_for
+from crystaldb.jobs.runner import Crashed, noting_lost_workers, run_window, window_for
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -430,13 +430,16 @@ def _drive(
             if rest:
                 yield rest
 
-    for done in run_window(lambda chunk: submit(client, chunk), work(), window, bisect=True):
-        entries = (
-            [_quarantined(done.item[0], done.result)]
-            if isinstance(done.result, Crashed)
-            else done.result
-        )
-        _record(db, summary, entries, _files_in(done.item), labels, on_progress)
+    with noting_lost_workers(client) as track:
+        for done in run_window(
+            lambda chunk: track(submit(client, chunk)), work(), window, bisect=True
+        ):
+            entries = (
+                [_quarantined(done.item[0], done.result)]
+                if isinstance(done.result, Crashed)
+                else done.result
+            )
+            _record(db, summary, entries, _files_in(done.item), labels, on_progress)
 
 
 def _quarantined(item: Payload | ParsedStructure, crash: Crashed) -> Rejection:

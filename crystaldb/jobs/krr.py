@@ -78,7 +78,7 @@ class TrainSummary:
 # --- training -------------------------------------------------------------------------------
 
 
-def _kernel(db: Database, kernel_id: int) -> tuple[KernelMatrix, dict[str, Any]]:
+def stored_kernel(db: Database, kernel_id: int) -> tuple[KernelMatrix, dict[str, Any]]:
     """A complete average kernel, and the descriptor hyperparameters behind it."""
     with db.session() as session:
         kernel = complete_kernel(session, kernel_id)
@@ -133,7 +133,7 @@ class Problem:
         )  # fmt: skip
 
 
-def _problem(
+def krr_problem(
     kernel: KernelMatrix, release: str, selection: Selection, labels: np.ndarray, folds: int
 ) -> Problem:
     """Rows and columns of the kernel for the release's splits; what is wrong named."""
@@ -210,11 +210,11 @@ def train_krr(
     A square kernel trains exact KRR; a rectangle against landmarks of the train split
     (`kernel build --landmarks M`) trains Nyström KRR over those landmarks.
     """
-    kernel, record = _kernel(db, kernel_id)
+    kernel, record = stored_kernel(db, kernel_id)
     selection = select_structures(db, release=release)
     assert selection.splits is not None
     labels = release_labels(db, selection)
-    problem = _problem(kernel, release, selection, labels, folds)
+    problem = krr_problem(kernel, release, selection, labels, folds)
     matrix = open_array_uri(kernel.array_uri, f"kernel {kernel_id}")
     store = ArtifactStore(settings.store_location)
 

@@ -5,7 +5,8 @@ a `KrrWeights` (SOAP average spectra, one dot product) or an `NNWeights` (a grap
 quotient graphs). `predict` streams a selection through Dask in bounded batches (cells and
 the stored graphs of a batch read in one query each; a worker computes the graphs that are
 not stored), on CUDA where a worker has a GPU; when the cluster's workers declare the Dask
-resource `GPU`, every task asks for one, so they run only there. Predictions are clipped at
+resource `GPU`, every task asks for one, so they run only there (if the last such worker
+dies, the rest falls back to the others: see jobs.runner). Predictions are clipped at
 0 eV and written in bulk with their run; an ensemble writes the members' mean with their
 spread (population standard deviation) as the uncertainty. `predict_cell` predicts one cell
 that need not be stored (the API's uploads), with the weights kept in memory per model.

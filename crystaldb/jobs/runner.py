@@ -16,17 +16,26 @@ Progress is the caller's: it is told each result as it lands.
 
 On a real cluster the scheduler itself moves the tasks of a worker that dies to the others
 (up to `distributed.scheduler.allowed-failures` times), so a job may finish without seeing
-the death at all; `bounded_map` (descriptors, kernel tiles, prediction) then asks the
-scheduler's event log which workers left unexpectedly while holding the job's tasks and
-records them on the job's run (`results["lost_workers"]`: each worker's address and how many
+the death at all; every job (through `noting_lost_workers`, which `bounded_map` uses) then
+asks the scheduler's event log which workers left unexpectedly while holding the job's tasks
+and records them on the job's run (`results["lost_workers"]`: each worker's address and how many
 of the job's tasks it held), whether the job finished or failed.
+
+Dask resources are hard constraints: a task that asks for `GPU=1` waits, forever, for a
+worker that declares it. When the last such worker dies mid-job, `bounded_map` notices (no
+worker with the resources for two polls in a row while workers without them remain), warns,
+notes `results["fallback"]` on the run, and submits what was in flight and what is left
+without the resources: prediction gives the same numbers on a CPU worker, later rather than
+never.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+STALL_POLL_S = 5.0  # how often a job with resources checks that a worker still has them
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,16 @@ def run_window(
     window: int,
     *,
     bisect: bool = False,
+    stalled: Callable[[], bool] | None = None,
+    poll_s: float = 5.0,
 ) -> Iterator[Done[T]]:
-    """submit(item) for each item, at most `window` in flight; each result as it finishes."""
-    from distributed import as_completed
+    """submit(item) for each item, at most `window` in flight; each result as it finishes.
+
+    With `stalled`, asked every `poll_s` seconds that nothing finishes: when it answers True
+    (it has changed what `submit` asks for), every task in flight is cancelled and submitted
+    again.
+    """
+    from distributed import as_completed, wait
 
     if window < 1:
         raise ValueError(f"window must be at least 1, not {window}")
@@ -106,11 +123,35 @@ def run_window(
         in_flight[future] = (index, item, alone)
         queue.add(future)
 
+    def resubmit_if_stalled() -> None:
+        if stalled is not None and stalled():
+            for future, (index, item, alone) in list(in_flight.items()):
+                del in_flight[future]
+                future.cancel()
+                submitted(index, item, alone)
+
+    def finished() -> Iterator[Future]:
+        """The futures as they finish; with `stalled`, polled so a stall can be seen."""
+        if stalled is None:
+            yield from queue
+            return
+        while in_flight:
+            try:
+                done = wait(list(in_flight), timeout=poll_s, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                resubmit_if_stalled()
+                continue
+            yield from (f for f in done if f in in_flight)
+
     feed()
-    for future in queue:
+    for future in finished():
         index, item, alone = in_flight.pop(future)
         try:
-            result = future.result()
+            result = _result(future, poll_s if stalled else None)
+        except _Pending:  # done on a worker that died before handing it over: recomputed
+            in_flight[future] = (index, item, alone)
+            resubmit_if_stalled()
+            continue
         except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
             if not bisect:
                 raise
@@ -126,6 +167,22 @@ def run_window(
             continue
         yield Done(index, item, result)
         feed()
+
+
+class _Pending(Exception):
+    """A finished task's result did not arrive within a poll (its holder died meanwhile)."""
+
+
+def _result(future: Future, timeout: float | None) -> Any:
+    """The task's result; with a timeout, `_Pending` if it does not come in time."""
+    if timeout is None:
+        return future.result()
+    try:
+        return future.result(timeout=timeout)
+    except TimeoutError:
+        if future.status == "error":  # the task itself raised TimeoutError
+            raise
+        raise _Pending from None
 
 
 def _record_lost_workers(client: Client, keys: set[Any]) -> None:
@@ -166,6 +223,25 @@ def _record_lost_workers(client: Client, keys: set[Any]) -> None:
     run.results["lost_workers"] = sorted(known.values(), key=lambda e: e["worker"])
 
 
+@contextmanager
+def noting_lost_workers(client: Client) -> Iterator[Callable[[Future], Future]]:
+    """A `track(future)` for every task the block submits; dead holders noted on its run."""
+    keys: set[Any] = set()  # every task submitted, to find the workers that died holding one
+
+    def track(future: Future) -> Future:
+        keys.add(future.key)
+        return future
+
+    try:
+        yield track
+    except GeneratorExit:  # the caller stopped reading: nothing more to ask the scheduler
+        raise
+    except BaseException:
+        _record_lost_workers(client, keys)
+        raise
+    _record_lost_workers(client, keys)
+
+
 def bounded_map(
     client: Client,
     func: Callable[..., Any],
@@ -176,25 +252,75 @@ def bounded_map(
 ) -> Iterator[tuple[int, Any]]:
     """func(item, *args) on the workers through `run_window`; (index, result) as each is done.
 
-    `resources` (e.g. {"GPU": 1}) sends each task only to workers that declare them.
+    `resources` (e.g. {"GPU": 1}) sends each task only to workers that declare them, while
+    one is left (see the module's docstring).
     """
+    asked = {"resources": resources}
+    stall = _ResourceWatch(client, resources) if resources else None
 
-    keys: set[Any] = set()  # every task submitted, to find the workers that died holding one
+    def stalled() -> bool:
+        if stall is None or asked["resources"] is None or not stall.gone():
+            return False
+        asked["resources"] = None
+        _record_fallback(stall)
+        return True
 
-    def submit(item: Any) -> Future:
-        future = client.submit(func, item, *args, pure=False, resources=resources)
-        keys.add(future.key)
-        return future
+    with noting_lost_workers(client) as track:
 
-    try:
-        for done in run_window(submit, items, window):
+        def submit(item: Any) -> Future:
+            return track(client.submit(func, item, *args, pure=False, resources=asked["resources"]))
+
+        for done in run_window(
+            submit, items, window, stalled=stalled if stall else None, poll_s=STALL_POLL_S
+        ):
             yield done.index, done.result
-    except GeneratorExit:  # the caller stopped reading: nothing more to ask the scheduler
-        raise
-    except BaseException:
-        _record_lost_workers(client, keys)
-        raise
-    _record_lost_workers(client, keys)
+
+
+class _ResourceWatch:
+    """Whether the workers declaring some resources have all gone, and others remain."""
+
+    def __init__(self, client: Client, resources: dict[str, float]) -> None:
+        self.client = client
+        self.resources = resources
+        self.misses = 0  # polls in a row without such a worker (a nanny restart takes one)
+        self.since = 0.0
+
+    def _provided(self) -> tuple[int, int]:
+        """Workers that declare the resources, and workers in all."""
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        able = sum(
+            all(w.get("resources", {}).get(k, 0) >= v for k, v in self.resources.items())
+            for w in workers
+        )
+        return able, len(workers)
+
+    def gone(self) -> bool:
+        """True on the second poll in a row with none left but other workers up."""
+        able, total = self._provided()
+        if able or not total:  # none at all: wait for workers to join, as Dask would
+            self.misses = 0
+            return False
+        self.misses += 1
+        if self.misses == 1:
+            self.since = time.monotonic()
+        return self.misses >= 2
+
+
+def _record_fallback(watch: _ResourceWatch) -> None:
+    """Warn, and note on the current run, that tasks no longer ask for the resources."""
+    wanted = ", ".join(f"{k}={v:g}" for k, v in watch.resources.items())
+    log.warning(
+        "no worker declares %s any more (for %.0f s): the rest of the job runs on the"
+        " workers left, without it",
+        wanted,
+        time.monotonic() - watch.since,
+    )
+    run = current_run()
+    if run is not None:
+        run.results["fallback"] = {
+            "resources": dict(watch.resources),
+            "reason": f"no worker declaring {wanted} was left",
+        }
 
 
 def window_for(client: Client, per_worker: int = 2) -> int:

@@ -42,7 +42,7 @@ from crystaldb.core.cell import Cell
 from crystaldb.core.errors import CrystaldbError
 from crystaldb.core.xtb import XtbHypers, XtbResult, request, result_from, tblite_version
 from crystaldb.formats.labels import ComputedLabel, read_computed_labels, write_computed_labels
-from crystaldb.jobs.runner import Crashed, run_window, window_for
+from crystaldb.jobs.runner import Crashed, noting_lost_workers, run_window, window_for
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
@@ -307,22 +307,24 @@ def _drive(
     A task that fails even alone (its worker killed, not just its child) is a `crashed` row.
     """
 
-    def submit(chunk: list[int]) -> Future:
-        (cell,) = load_cells(db, chunk)
-        return client.submit(label_in_child, cell, hypers, timeout, threads, pure=False)
+    with noting_lost_workers(client) as track:
 
-    chunks = ([sid] for sid in todo)
-    for done in run_window(submit, chunks, window_for(client), bisect=True):
-        outcome = done.result
-        if isinstance(outcome, Crashed):
-            outcome = Outcome(
-                done.item[0],
-                reason=CRASHED,
-                message=f"its task killed the worker or failed ({outcome.describe()})",
-            )
-        record_outcome(db, summary, hypers, version, outcome)
-        if on_progress is not None:
-            on_progress(summary)
+        def submit(chunk: list[int]) -> Future:
+            (cell,) = load_cells(db, chunk)
+            return track(client.submit(label_in_child, cell, hypers, timeout, threads, pure=False))
+
+        chunks = ([sid] for sid in todo)
+        for done in run_window(submit, chunks, window_for(client), bisect=True):
+            outcome = done.result
+            if isinstance(outcome, Crashed):
+                outcome = Outcome(
+                    done.item[0],
+                    reason=CRASHED,
+                    message=f"its task killed the worker or failed ({outcome.describe()})",
+                )
+            record_outcome(db, summary, hypers, version, outcome)
+            if on_progress is not None:
+                on_progress(summary)
 
 
 @dataclass(frozen=True)

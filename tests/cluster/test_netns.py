@@ -8,7 +8,8 @@ runs the whole workflow against PostgreSQL, `dask scheduler` with two `dask work
 declaring GPU=1) and an S3 server (moto) at `s3://crystaldb/artifacts`; the answers and the
 exported files must equal those of a one-host run of the same inputs. Then a worker is killed
 part-way through a kernel build and another part-way through a prediction: each job finishes
-on the worker left, nothing lost or doubled, and its run names the worker that died.
+on the worker left, nothing lost or doubled, and its run names the worker that died; the
+prediction, whose last GPU=1 worker died, finishes on a CPU worker and its run says so.
 deploy/netns/README.md draws the topology.
 """
 
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 NET = "10.77.0"
 HOSTS = {"pg": 2, "sched": 3, "w1": 4, "w2": 5, "s3": 6, "client": 7}
-FOLDERS = (*HOSTS, "w3")  # w3: the replacement worker started in w1's namespace
+FOLDERS = (*HOSTS, "w3")  # w3: the replacement (CPU) worker started in w1's namespace
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SCHEDULER = f"tcp://{NET}.3:8786"
 STORE = "s3://crystaldb/artifacts"
@@ -308,8 +309,8 @@ def test_the_workflow_across_hosts_equals_one_host_and_survives_lost_workers(
     _await(progress, "tiles", 1, process)
     cluster.kill("w1")
     _await(progress, "kernel-done", 0, process)
-    cluster.start_worker("w3", "w1", HOSTS["w1"], gpu=True)  # a new host where w1 was
-    go.write_text("2")
+    cluster.start_worker("w3", "w1", HOSTS["w1"], gpu=False)  # a CPU host where w1 was
+    go.write_text("2")  # workers: w2 (GPU=1) and w3
     _await(progress, "predict", 2, process)
     cluster.kill("w2")
     lost = _finish(cluster, process, second)
@@ -333,3 +334,5 @@ def test_the_workflow_across_hosts_equals_one_host_and_survives_lost_workers(
         f"tcp://{NET}.5"
     ]
     assert "w3" in results["workers"] and set(results["workers"]) <= {"w2", "w3"}
+    # w2 was the last GPU=1 worker: the rest of the prediction fell back to the CPU one
+    assert results["fallback"]["resources"] == {"GPU": 1.0}

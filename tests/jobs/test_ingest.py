@@ -261,6 +261,9 @@ def test_a_file_that_crashes_native_code_costs_one_task_not_the_batch(
         stored = set(session.scalars(select(Source.path)))
     assert rejects == [(str(SEGFAULTS_SPGLIB), CRASHED)]
     assert stored == {str(COD / name) for name in names if name != SEGFAULTS_SPGLIB.name}
+    with db.session() as session:  # the run says which worker the segfault took down
+        lost = session.get_one(Run, summary.run_id).results["lost_workers"]
+    assert lost and all(entry["worker"].startswith("tcp://127.0.0.1:") for entry in lost)
 
 
 def test_a_path_that_does_not_exist_is_a_clear_error(fresh: tuple[Settings, Database]) -> None:

@@ -8,12 +8,17 @@ bounds what the client holds however long the stream.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from distributed import Client, Future
 from distributed.scheduler import KilledWorker
 
+from crystaldb.jobs import runner
 from crystaldb.jobs.runner import Crashed, bounded_map, run_window, window_for
 from crystaldb.platform.cluster import dask_client
 from crystaldb.platform.database import Database
@@ -24,6 +29,7 @@ from crystaldb.schema.runs import track_run
 pytestmark = pytest.mark.slow
 
 POISON = 13
+REPO = Path(__file__).resolve().parents[2]
 
 
 def squares_or_die(chunk: list[int]) -> list[int]:
@@ -102,8 +108,8 @@ def test_the_window_bounds_what_is_in_flight_and_every_index_comes_back(
             pulled += 1
             yield n
 
-    window = window_for(client)
-    assert window == 4  # two per worker
+    window = window_for(client)  # a nanny racing a second death may not restart its worker
+    assert window == 2 * len(client.scheduler_info(n_workers=-1)["workers"])  # two per worker
     seen = []
     for index, result in bounded_map(client, plus_one, stream(), window):
         assert pulled - len(seen) <= window  # never more than `window` taken and not returned
@@ -139,3 +145,81 @@ def test_a_worker_that_died_on_a_job_is_named_on_its_run(client: Client, db: Dat
         list(bounded_map(client, plus_one, range(8), 2))
     with db.session() as session:
         assert "lost_workers" not in session.get_one(Run, calm.id).results
+
+
+def slow_where(n: int) -> tuple[int, str]:
+    """n + 1 after a pause, and the name of the worker that computed it."""
+    import time
+
+    from distributed import get_worker
+
+    time.sleep(0.3)
+    return n + 1, get_worker().name
+
+
+def _await_worker(client: Client, name: str, timeout: float = 60) -> str:
+    """The address of the worker of that name, once it has joined the scheduler."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        for address, worker in workers.items():
+            if worker.get("name") == name:
+                return str(address)
+        time.sleep(0.2)
+    raise TimeoutError(f"worker {name} did not join within {timeout} s")
+
+
+def test_when_the_last_gpu_worker_dies_the_job_finishes_on_the_others(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks asking for GPU=1 go to the CPU workers once none declares it, noted on the run.
+
+    The scheduler keeps Dask's default of retrying a dead worker's tasks elsewhere (as a real
+    cluster's does; local clusters fail them at once), which, with the resource a hard
+    constraint, would leave them waiting forever.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    monkeypatch.setattr(runner, "STALL_POLL_S", 0.5)
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 3}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+            local_directory=str(tmp_path),
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        worker = subprocess.Popen(  # a real worker process, the only one with the resource
+            [str(Path(sys.executable).parent / "dask"), "worker", cluster.scheduler_address,
+             "--name", "gpu", "--nthreads", "1", "--no-nanny", "--resources", "GPU=1",
+             "--local-directory", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},  # where it finds this module's task
+        )  # fmt: skip
+        try:
+            address = _await_worker(client, "gpu")
+            results: dict[int, tuple[int, str]] = {}
+            with track_run(db, "test-runner") as run:
+                for index, result in bounded_map(
+                    client, slow_where, range(12), 2, resources={"GPU": 1.0}
+                ):
+                    results[index] = result
+                    if len(results) == 2:
+                        os.killpg(worker.pid, signal.SIGKILL)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert {i: value for i, (value, _) in results.items()} == {i: i + 1 for i in range(12)}
+    where = [results[i][1] for i in range(12)]
+    assert where[:2] == ["gpu", "gpu"] and "gpu" not in where[4:]
+    with db.session() as session:
+        recorded = session.get_one(Run, run.id).results
+    assert recorded["fallback"] == {
+        "resources": {"GPU": 1.0},
+        "reason": "no worker declaring GPU=1 was left",
+    }
+    assert [entry["worker"] for entry in recorded["lost_workers"]] == [address]
