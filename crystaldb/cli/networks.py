@@ -67,6 +67,7 @@ def train_network(
         summary = train_nn(
             db, settings, architecture, release, epochs, seed, name, on_epoch=on_epoch
         )
+        progress.update(task, total=summary.epochs, completed=summary.epochs)  # early stop: full
     resumed = f", resumed after epoch {summary.resumed_from}" if summary.resumed_from else ""
     console.print(
         f"{summary.epochs} epochs on {summary.device} ({summary.stopped}{resumed}); "

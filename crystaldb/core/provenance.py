@@ -22,6 +22,8 @@ TRACKED_PACKAGES = (
     "pymatgen",
     "ase",
     "featomic",
+    "dscribe",
+    "tblite",
     "torch",
     "torch_geometric",
 )
