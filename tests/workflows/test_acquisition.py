@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from crystaldb.core.acquisition import AcquisitionHypers
-from crystaldb.jobs.kernels import KernelError, build_kernel
+from crystaldb.jobs.kernels import KernelError, build_kernel, list_kernels
 from crystaldb.platform.store import ArtifactStore
 from crystaldb.query.selection import select_structures
 from crystaldb.schema import Run
@@ -66,7 +66,11 @@ def test_the_default_kernel_is_the_square_one_else_refused(
         jarvis.db, jarvis.settings, ids[40:], ids[:40], hypers=SMALL, tile=16, workers=1
     )
     monkeypatch.setattr(acquisition, "SoapHypers", lambda: SMALL)  # the default, here SMALL
-    assert acquisition.default_kernel(jarvis.db, "jarvis", list(ids)) == square.kernel_id
+    chosen = acquisition.default_kernel(jarvis.db, "jarvis", list(ids))
+    # the newest square one: `square`, or one another test of the session built since
+    assert chosen != rect.kernel_id and chosen >= square.kernel_id
+    kernel = {k.id: k for k, _ in list_kernels(jarvis.db)}[chosen]
+    assert kernel.row_ids == kernel.col_ids and set(ids) <= set(kernel.row_ids)
     with pytest.raises(KernelError, match="`crystaldb kernel build --release jarvis`"):
         acquisition.default_kernel(jarvis.db, "jarvis", [*ids, -1])
     monkeypatch.undo()
