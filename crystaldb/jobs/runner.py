@@ -121,7 +121,8 @@ def run_window(
     def submitted(index: int, item: T, alone: bool) -> None:
         future = submit(item)
         in_flight[future] = (index, item, alone)
-        queue.add(future)
+        if stalled is None:  # polled through `wait` otherwise: the queue would keep it alive
+            queue.add(future)
 
     def resubmit_if_stalled() -> None:
         if stalled is not None and stalled():
