@@ -45,6 +45,10 @@ def compare(
             on_progress=update,
         )
     console.print(comparison_table(done))
+    versus = "; ".join(
+        f"{member} {_difference(d)}" for member, d in done.ensemble_vs_members.items()
+    )
+    console.print(f"average - member, test MAE in eV [paired 95% CI]: {versus}")
     curves = "; ".join(
         f"{s.name}: " + ", ".join(f"{n} {mae:.3f}" for n, mae in s.curve)
         for s in done.scores
@@ -61,6 +65,7 @@ def comparison_table(done: Comparison) -> Table:
         "model",
         "test MAE (eV) [95% CI]",
         "test RMSE (eV) [95% CI]",
+        "MAE - baseline [paired 95% CI]",
         "training (s)",
     )
     for score in done.scores:
@@ -70,6 +75,7 @@ def comparison_table(done: Comparison) -> Table:
             "-" if score.model_id is None else str(score.model_id),
             f"{m['mae']:.3f} [{m['mae_ci95'][0]:.3f}, {m['mae_ci95'][1]:.3f}]",
             f"{m['rmse']:.3f} [{m['rmse_ci95'][0]:.3f}, {m['rmse_ci95'][1]:.3f}]",
+            _difference(score.vs_baseline),
             f"{score.seconds:.1f}",
         )
     b = done.baseline
@@ -79,5 +85,11 @@ def comparison_table(done: Comparison) -> Table:
         f"{b['mae']:.3f} [{b['mae_ci95'][0]:.3f}, {b['mae_ci95'][1]:.3f}]",
         f"{b['rmse']:.3f} [{b['rmse_ci95'][0]:.3f}, {b['rmse_ci95'][1]:.3f}]",
         "-",
+        "-",
     )
     return table
+
+
+def _difference(d: dict[str, Any]) -> str:
+    """A paired MAE difference as the table prints it: negative is better."""
+    return f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"

@@ -232,6 +232,26 @@ def regression_metrics(
     }
 
 
+def mae_difference(
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    actual: np.ndarray,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """MAE(predicted) - MAE(reference) with a paired 95% bootstrap interval.
+
+    Two models scored on the same test structures share most of their error: the paired
+    interval (both MAEs on the same resample) says whether one beats the other, where the
+    overlap of the two separate intervals cannot.
+    """
+    gain = np.abs(predicted - actual) - np.abs(reference - actual)
+    rng = np.random.default_rng(seed)
+    draws = gain[rng.integers(0, len(gain), size=(resamples, len(gain)))].mean(axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"difference": float(gain.mean()), "ci95": [float(low), float(high)]}
+
+
 def nested_subsets(n: int, points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded order of n and log-spaced sizes: subset k is the first sizes[k] of the order."""
     order = np.random.default_rng(seed).permutation(n)

@@ -6,7 +6,9 @@ MBTR-KRR (`kernel build` + `train krr`: the release's square kernels, built or r
 the regularisation by cross-validation), SchNet, CGCNN and the edge-update MPNN (`train
 schnet|cgcnn|mpnn`), each a stored model; every test structure predicted by each; test MAE
 and RMSE with 95% bootstrap intervals (the same resampling as every model's metrics), the
-median baseline, and the SOAP-KRR + SchNet average. Learning curves: test MAE on nested
+median baseline, and the SOAP-KRR + SchNet average. Whether a model beats the baseline, or the
+average its members, is a paired question: each difference of MAEs gets its own paired
+bootstrap interval (`krr.mae_difference`). Learning curves: test MAE on nested
 random subsets of the train split (`krr.nested_subsets`, the sizes `train krr` uses), KRR's
 from its own fit, the networks' trained anew on each smaller subset with the same settings.
 The table and curves are the run's results; the figure is stored beside them.
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from crystaldb.core.errors import CrystaldbError
-from crystaldb.core.krr import nested_subsets, regression_metrics
+from crystaldb.core.krr import mae_difference, nested_subsets, regression_metrics
 from crystaldb.core.krr_model import predict_cells
 from crystaldb.core.mbtr import MbtrHypers
 from crystaldb.core.network_hypers import TrainingConfig
@@ -58,6 +60,7 @@ class ModelScore:
     metrics: dict[str, Any]  # n, mae, rmse, mae_ci95, rmse_ci95
     seconds: float  # training time (KRR: descriptors, kernel, CV and fit)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (train size, test MAE)
+    vs_baseline: dict[str, Any] = field(default_factory=dict)  # mae_difference to the median
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Comparison:
     baseline: dict[str, Any]  # the training median's metrics
     scores: list[ModelScore]
     plot_uri: str
+    ensemble_vs_members: dict[str, dict[str, Any]]  # member: mae_difference(average, member)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,12 @@ def compare_models(
         scores: list[ModelScore] = []
         predictions: dict[str, np.ndarray] = {}
         test_cells = load_cells(db, data.test_ids)
+        median = np.full(len(data.y_test), float(np.median(data.y_train)))
+
+        def scored(score: ModelScore, guess: np.ndarray) -> ModelScore:
+            versus = mae_difference(guess, median, data.y_test, seed=seed)
+            return replace(score, vs_baseline=versus)
+
         descriptors: dict[str, SoapHypers | MbtrHypers] = {
             "soap-krr": soap or SoapHypers(),
             "mbtr-krr": mbtr or MbtrHypers(),
@@ -153,15 +163,15 @@ def compare_models(
         for name, hypers in descriptors.items():
             score, guess = _krr(db, settings, release, name, hypers, data, test_cells, folds,
                                 seed, workers, on_progress)  # fmt: skip
-            scores.append(score)
+            scores.append(scored(score, guess))
             predictions[name] = guess
-            step(name, score)
+            step(name, scores[-1])
         for name, architecture in NETWORKS.items():
             score, guess = _network(db, settings, release, name, architecture, data, epochs,
                                     seed, workers, on_progress)  # fmt: skip
-            scores.append(score)
+            scores.append(scored(score, guess))
             predictions[name] = guess
-            step(name, score)
+            step(name, scores[-1])
         average = np.mean([predictions[m] for m in ENSEMBLE], axis=0)
         ensemble = ModelScore(
             name=" + ".join(ENSEMBLE) + " (average)",
@@ -169,9 +179,10 @@ def compare_models(
             metrics=regression_metrics(average, data.y_test, seed=seed),
             seconds=sum(s.seconds for s in scores if s.name in ENSEMBLE),
         )
-        scores.append(ensemble)
-        step(ensemble.name, ensemble)
-        median = np.full(len(data.y_test), float(np.median(data.y_train)))
+        scores.append(scored(ensemble, average))
+        step(ensemble.name, scores[-1])
+        members = {m: mae_difference(average, predictions[m], data.y_test, seed=seed)
+                   for m in ENSEMBLE}  # fmt: skip
         baseline = regression_metrics(median, data.y_test, seed=seed)
         store = ArtifactStore(settings.store_location)
         key = f"comparisons/run{run.id}-learning-curves.png"
@@ -184,6 +195,7 @@ def compare_models(
             baseline=baseline,
             curves={name: [list(p) for p in curve] for name, curve in curves.items()},
             plot=plot_uri,
+            ensemble_vs_members=members,
         )
     return Comparison(
         release=release,
@@ -193,13 +205,14 @@ def compare_models(
         baseline=baseline,
         scores=scores,
         plot_uri=plot_uri,
+        ensemble_vs_members=members,
     )
 
 
 def _row(score: ModelScore) -> dict[str, Any]:
     """One model as the run's results keep it."""
     return {"model": score.name, "model_id": score.model_id, "seconds": score.seconds,
-            **score.metrics}  # fmt: skip
+            **score.metrics, "vs_baseline": score.vs_baseline}  # fmt: skip
 
 
 def _krr(

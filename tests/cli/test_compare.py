@@ -40,6 +40,8 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
         run = session.get_one(Run, done.run_id)
         assert (run.kind, run.status) == ("compare", "succeeded")
         assert [row["model"] for row in run.results["table"]] == names
+        assert run.results["ensemble_vs_members"] == done.ensemble_vs_members
+        assert run.results["table"][0]["vs_baseline"] == done.scores[0].vs_baseline
         assert set(run.results["curves"]) == set(MODELS)
         plot = run.results["plot"]
         for score in done.scores:
@@ -49,6 +51,17 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
             if score.model_id is not None:  # each model is the stored one, with its own MAE
                 stored = session.get_one(Model, score.model_id).metrics["test"]["mae"]
                 assert stored == pytest.approx(m["mae"], abs=1e-6), score.name
+    for score in done.scores:  # MAE - baseline: the paired difference, inside its interval
+        versus = score.vs_baseline
+        assert versus["difference"] == pytest.approx(score.metrics["mae"] - expected["mae"])
+        assert versus["ci95"][0] <= versus["difference"] <= versus["ci95"][1]
+    members = done.ensemble_vs_members
+    assert set(members) == {"soap-krr", "schnet"}
+    for name, versus in members.items():
+        member = next(s for s in done.scores if s.name == name)
+        assert versus["difference"] == pytest.approx(
+            done.scores[-1].metrics["mae"] - member.metrics["mae"]
+        )
     for score in done.scores[: len(MODELS)]:  # the same nested sizes for every model
         assert [n for n, _ in score.curve] == [n for n, _ in done.scores[0].curve]
         assert score.curve[-1] == (jarvis.n_train, pytest.approx(score.metrics["mae"]))

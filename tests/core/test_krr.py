@@ -89,6 +89,19 @@ def test_bootstrap_interval_brackets_the_metric() -> None:
     assert metrics["rmse_ci95"][0] < metrics["rmse"] < metrics["rmse_ci95"][1]
 
 
+def test_a_paired_interval_separates_what_overlapping_intervals_do_not() -> None:
+    rng = np.random.default_rng(1)
+    actual = rng.uniform(0, 4, 90)
+    shared = rng.normal(0, 0.8, 90)  # most of two models' error is the same structures'
+    worse, better = actual + shared, actual + 0.85 * shared
+    a, b = krr.regression_metrics(better, actual), krr.regression_metrics(worse, actual)
+    assert a["mae_ci95"][1] > b["mae_ci95"][0]  # the separate intervals overlap
+    paired = krr.mae_difference(better, worse, actual)
+    assert paired["difference"] == pytest.approx(a["mae"] - b["mae"])
+    assert paired["ci95"][0] < paired["difference"] < paired["ci95"][1] < 0
+    assert krr.mae_difference(worse, worse, actual) == {"difference": 0.0, "ci95": [0.0, 0.0]}
+
+
 # --- Nyström ---------------------------------------------------------------------------------
 
 
