@@ -177,3 +177,11 @@ def recent_runs(
         found = list(session.scalars(query))
         session.expunge_all()
     return found
+
+
+def find_run(db: Database, run_id: int) -> Run | None:
+    """One run with everything it recorded, detached from its session."""
+    with db.session() as session:
+        found = session.get(Run, run_id)
+        session.expunge_all()
+    return found
