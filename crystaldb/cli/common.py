@@ -6,7 +6,8 @@ import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +30,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 StageProgress = Callable[[str, int, int], None]
+S = TypeVar("S")  # a job's running summary
 
 
 def default_of(owner: Callable[..., Any], name: str) -> Any:
@@ -100,8 +102,48 @@ def soap_label(hypers: SoapHypers) -> str:
     return f"r_c {hypers.cutoff:g} A, n {hypers.n_max}, l {hypers.l_max}"
 
 
-def outcome_progress(label: str) -> Progress:
-    """A bar with a count, what became of the items so far, and the rate: ingest and graphs."""
+@dataclass(frozen=True)
+class Tally:
+    """What a counted job's bar shows after each step."""
+
+    done: int
+    todo: int | None  # None: the length is not known yet, or unchanged
+    outcome: str  # what became of the items so far
+    rate: str
+
+
+class TallyBar(Generic[S]):
+    """The callback a counted job (ingest, graphs, label) reports its running summary to."""
+
+    def __init__(self, progress: Progress, tally: Callable[[S, float], Tally]) -> None:
+        self._progress, self._tally = progress, tally
+        self._task = progress.add_task("", total=None, outcome="", rate="")
+        self._start = time.perf_counter()
+
+    def __call__(self, summary: S) -> None:
+        """Show the running totals of the summary."""
+        shown = self._tally(summary, time.perf_counter() - self._start)
+        if shown.todo is not None:
+            self._progress.update(self._task, total=shown.todo)
+        self._progress.update(
+            self._task, completed=shown.done, outcome=shown.outcome, rate=shown.rate
+        )
+
+    def set_total(self, total: int | None) -> None:
+        """Give the bar its length once the inputs are counted."""
+        self._progress.update(self._task, total=total)
+
+
+@contextmanager
+def tally_progress(label: str, tally: Callable[[S, float], Tally]) -> Iterator[TallyBar[S]]:
+    """One bar with a count, an outcome and a rate, from `tally(summary, seconds so far)`."""
+    progress = _outcome_progress(label)
+    with progress:
+        yield TallyBar(progress, tally)
+
+
+def _outcome_progress(label: str) -> Progress:
+    """A bar with a count, what became of the items so far, and the rate."""
     return Progress(
         SpinnerColumn(),
         TextColumn(f"[bold]{label}"),

@@ -16,8 +16,9 @@ from crystaldb.cli.common import (
     soap_label,
     stage_progress,
     step,
+    tally_progress,
 )
-from crystaldb.cli.ingest import IngestCallbacks, ingest_progress, print_ingest_summary
+from crystaldb.cli.ingest import ingest_tally, print_ingest_summary
 from crystaldb.cli.status import render_status
 from crystaldb.core.soap import SoapHypers
 from crystaldb.jobs.ingest import IngestSummary
@@ -25,7 +26,7 @@ from crystaldb.jobs.kernels import KernelSummary
 from crystaldb.jobs.krr import TrainSummary, train_krr
 from crystaldb.platform.database import Database, connect
 from crystaldb.platform.settings import load_settings
-from crystaldb.workflows.demo import run_demo
+from crystaldb.workflows.demo import IngestCallbacks, run_demo
 
 TICK = "[green]✓[/green]"
 
@@ -45,8 +46,8 @@ class ConsoleReporter:
     def ingesting(self, title: str) -> Iterator[IngestCallbacks]:
         """Name the folder, then show the ingest bar."""
         console.print(f"Ingesting the bundled sample: {title}")
-        with ingest_progress() as callbacks:
-            yield callbacks
+        with tally_progress("ingest", ingest_tally) as on_progress:
+            yield on_progress.set_total, on_progress
 
     def staged(self) -> AbstractContextManager[StageProgress]:
         """One bar per stage, as `kernel build` and `predict` show them."""

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
 import typer
 
-from crystaldb.cli.common import console, current_database, default_of, outcome_progress
+from crystaldb.cli.common import Tally, console, current_database, default_of, tally_progress
 from crystaldb.core.graphs import DEFAULT_KNN_RADIUS, DEFAULT_MIN_SOLID_ANGLE, parse_recipe
 from crystaldb.jobs.graphs import GraphBuildSummary, build_graphs
 from crystaldb.platform.settings import load_settings
@@ -20,26 +16,14 @@ app = typer.Typer(
 )
 
 
-@contextmanager
-def graphs_progress(recipe: str) -> Iterator[Callable[[GraphBuildSummary], None]]:
-    """A bar with structures done, edges written and failures, and the rate."""
-    progress = outcome_progress(f"graphs {recipe}")
-    start = time.perf_counter()
-    with progress:
-        task = progress.add_task("graphs", total=None, outcome="", rate="")
-
-        def on_progress(summary: GraphBuildSummary) -> None:
-            """Show the running totals after each committed batch."""
-            rate = summary.done / max(time.perf_counter() - start, 1e-9)
-            progress.update(
-                task,
-                total=summary.todo,
-                completed=summary.done,
-                outcome=f"{summary.edges:,} edges [red]{summary.failed} failed[/red]",
-                rate=f"{rate:,.0f} structures/s",
-            )
-
-        yield on_progress
+def graphs_tally(summary: GraphBuildSummary, seconds: float) -> Tally:
+    """Structures done, edges written and failures, and the rate."""
+    return Tally(
+        done=summary.done,
+        todo=summary.todo,
+        outcome=f"{summary.edges:,} edges [red]{summary.failed} failed[/red]",
+        rate=f"{summary.done / max(seconds, 1e-9):,.0f} structures/s",
+    )
 
 
 @app.command("build")
@@ -76,7 +60,7 @@ def graphs_build(
     settings = load_settings()
     db = current_database(settings)
     selection = select_structures(db, release=release, where=where)
-    with graphs_progress(parsed.name) as on_progress:
+    with tally_progress(f"graphs {parsed.name}", graphs_tally) as on_progress:
         summary = build_graphs(
             db,
             settings,

@@ -2,51 +2,31 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from crystaldb.cli.common import console, current_database, default_of, outcome_progress
+from crystaldb.cli.common import Tally, console, current_database, default_of, tally_progress
 from crystaldb.core.validate import Limits
 from crystaldb.formats.labels import read_label_table
 from crystaldb.jobs.ingest import IngestSummary, ingest_omdb_gap1, ingest_paths, reject_reasons
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import load_settings
 
-IngestCallbacks = tuple[Callable[[int | None], None], Callable[[IngestSummary], None]]
 
-
-@contextmanager
-def ingest_progress() -> Iterator[IngestCallbacks]:
-    """A bar with files done, what became of them, and the rate."""
-    progress = outcome_progress("ingest")
-    start = time.perf_counter()
-    with progress:
-        task = progress.add_task("ingest", total=None, outcome="", rate="")
-
-        def on_total(total: int | None) -> None:
-            """Give the bar its length once the inputs are counted."""
-            progress.update(task, total=total)
-
-        def on_progress(summary: IngestSummary) -> None:
-            """Show the running totals after each committed chunk."""
-            c = summary.counts
-            rate = summary.files / max(time.perf_counter() - start, 1e-9)
-            progress.update(
-                task,
-                completed=summary.files,
-                outcome=(
-                    f"[green]{c.stored} stored[/green] {c.duplicates} duplicate "
-                    f"[red]{c.rejected} rejected[/red] {c.already_ingested} already in"
-                ),
-                rate=f"{rate:,.0f} files/s",
-            )
-
-        yield on_total, on_progress
+def ingest_tally(summary: IngestSummary, seconds: float) -> Tally:
+    """Files done, what became of them, and the rate."""
+    c = summary.counts
+    return Tally(
+        done=summary.files,
+        todo=None,  # the bar's length comes from on_total, once the inputs are counted
+        outcome=(
+            f"[green]{c.stored} stored[/green] {c.duplicates} duplicate "
+            f"[red]{c.rejected} rejected[/red] {c.already_ingested} already in"
+        ),
+        rate=f"{summary.files / max(seconds, 1e-9):,.0f} files/s",
+    )
 
 
 def print_ingest_summary(db: Database, summary: IngestSummary) -> None:
@@ -119,7 +99,8 @@ def ingest(
     settings = load_settings()
     db = current_database(settings)
     limits = Limits(max_sites=max_sites, min_distance=min_distance, symprec=symprec)
-    with ingest_progress() as (on_total, on_progress):
+    with tally_progress("ingest", ingest_tally) as on_progress:
+        on_total = on_progress.set_total
         if fmt == "omdb-gap1":
             if len(paths) != 1:
                 raise typer.BadParameter("omdb-gap1 takes one release folder", param_hint="PATHS")

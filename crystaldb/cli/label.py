@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +9,14 @@ import typer
 from rich.table import Table
 
 from crystaldb.cli.common import (
+    Tally,
     console,
     current_database,
     default_of,
-    outcome_progress,
     selection,
     stage_progress,
     step,
+    tally_progress,
 )
 from crystaldb.cli.predict import ensemble_members
 from crystaldb.core.acquisition import AcquisitionHypers
@@ -42,27 +40,14 @@ app = typer.Typer(
 )
 
 
-@contextmanager
-def label_progress(method: str) -> Iterator[Callable[[LabelSummary], None]]:
-    """A bar with structures done, labelled and failed, and the time per structure."""
-    progress = outcome_progress(f"label {method}")
-    start = time.perf_counter()
-    with progress:
-        task = progress.add_task("label", total=None, outcome="", rate="")
-
-        def on_progress(summary: LabelSummary) -> None:
-            """Show the running totals after each structure."""
-            per = (time.perf_counter() - start) / max(summary.done, 1)
-            progress.update(
-                task,
-                total=summary.todo,
-                completed=summary.done,
-                outcome=f"[green]{summary.labelled} labelled[/green] "
-                f"[red]{summary.failed} failed[/red]",
-                rate=f"{per:,.1f} s/structure" if summary.done else "",
-            )
-
-        yield on_progress
+def label_tally(summary: LabelSummary, seconds: float) -> Tally:
+    """Structures done, labelled and failed, and the time per structure."""
+    return Tally(
+        done=summary.done,
+        todo=summary.todo,
+        outcome=f"[green]{summary.labelled} labelled[/green] [red]{summary.failed} failed[/red]",
+        rate=f"{seconds / summary.done:,.1f} s/structure" if summary.done else "",
+    )
 
 
 @app.command("xtb")
@@ -149,7 +134,7 @@ def label_xtb_command(
             + " eV",
             soft_wrap=True,
         )
-    with label_progress(method) as on_progress:
+    with tally_progress(f"label {method}", label_tally) as on_progress:
         summary = label_xtb(
             db,
             settings,
