@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from crystaldb.cli import app
 from tests.conftest import run_cli
@@ -24,6 +25,14 @@ def _all_command_paths() -> list[list[str]]:
 
 @pytest.mark.parametrize("path", _all_command_paths(), ids=" ".join)
 def test_every_subcommand_has_help(path: list[str]) -> None:
+    """The app's own parser in this process: a child interpreter per command costs ~2 s."""
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and path[-1] in result.output
+
+
+@pytest.mark.parametrize("path", [[], ["label", "xtb"]], ids=lambda p: " ".join(p) or "root")
+def test_help_from_the_installed_entry_point(path: list[str]) -> None:
     result = run_cli(*path, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
