@@ -10,6 +10,8 @@ died in native code (KilledWorker) or the task raised, is split in two and both 
 retried first. A single element that fails is run again by itself once the tasks in flight
 have finished, since every task a dying worker held fails with it, innocent or not; if it
 fails alone it is handed back as `Crashed`: a crash costs the job one element, never the run.
+A worker that dies under an element running alone gets it one more solo run first, so that a
+death from outside (the kernel's OOM killer, a preempted node) does not cost an innocent.
 Ingest and graphs use that; kernels and prediction need every structure, so there a failure
 stops the job with its cause.
 Progress is the caller's: it is told each result as it lands.
@@ -96,17 +98,17 @@ def run_window(
         raise ValueError(f"window must be at least 1, not {window}")
     source = enumerate(items)
     retry: deque[tuple[int, T]] = deque()  # halves of failed chunks go before new items
-    suspects: deque[tuple[int, T]] = deque()  # single elements that failed once
-    in_flight: dict[Future, tuple[int, T, bool]] = {}  # item, and whether it ran alone
+    suspects: deque[tuple[int, T, int]] = deque()  # single elements that failed, solo runs
+    in_flight: dict[Future, tuple[int, T, int]] = {}  # item, and its solo runs so far
     queue = as_completed()
 
     def feed() -> None:
-        if any(alone for _, _, alone in in_flight.values()):
+        if any(solo for _, _, solo in in_flight.values()):
             return  # a suspect runs by itself: nothing joins it
         if suspects:  # wait for the others to finish, then try the suspect alone
             if not in_flight:
-                index, item = suspects.popleft()
-                submitted(index, item, alone=True)
+                index, item, solo = suspects.popleft()
+                submitted(index, item, solo + 1)
             return
         while len(in_flight) < window:
             if retry:
@@ -116,20 +118,20 @@ def run_window(
                 if nxt is None:
                     return
                 index, item = nxt
-            submitted(index, item, alone=False)
+            submitted(index, item, 0)
 
-    def submitted(index: int, item: T, alone: bool) -> None:
+    def submitted(index: int, item: T, solo: int) -> None:
         future = submit(item)
-        in_flight[future] = (index, item, alone)
+        in_flight[future] = (index, item, solo)
         if stalled is None:  # polled through `wait` otherwise: the queue would keep it alive
             queue.add(future)
 
     def resubmit_if_stalled() -> None:
         if stalled is not None and stalled():
-            for future, (index, item, alone) in list(in_flight.items()):
+            for future, (index, item, solo) in list(in_flight.items()):
                 del in_flight[future]
                 future.cancel()
-                submitted(index, item, alone)
+                submitted(index, item, solo)
 
     def finished() -> Iterator[Future]:
         """The futures as they finish; with `stalled`, polled so a stall can be seen."""
@@ -146,11 +148,11 @@ def run_window(
 
     feed()
     for future in finished():
-        index, item, alone = in_flight.pop(future)
+        index, item, solo = in_flight.pop(future)
         try:
             result = _result(future, poll_s if stalled else None)
         except _Pending:  # done on a worker that died before handing it over: recomputed
-            in_flight[future] = (index, item, alone)
+            in_flight[future] = (index, item, solo)
             resubmit_if_stalled()
             continue
         except Exception as exc:  # the worker died (KilledWorker) or the task itself failed
@@ -160,14 +162,21 @@ def run_window(
             if len(chunk) > 1:
                 half = len(chunk) // 2
                 retry.extendleft([(index, chunk[half:]), (index, chunk[:half])])  # type: ignore[list-item]
-            elif not alone:  # it may only have shared the dying worker with the culprit
-                suspects.append((index, item))
+            elif solo < _solo_runs(exc):  # it may only have shared the dying worker
+                suspects.append((index, item, solo))
             else:
                 yield Done(index, item, Crashed(exc))
             feed()
             continue
         yield Done(index, item, result)
         feed()
+
+
+def _solo_runs(error: BaseException) -> int:
+    """How many times a failing element runs alone before it is refused as `Crashed`."""
+    from distributed.scheduler import KilledWorker
+
+    return 2 if isinstance(error, KilledWorker) else 1  # its own exception: once is enough
 
 
 class _Pending(Exception):

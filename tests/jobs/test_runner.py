@@ -92,6 +92,56 @@ def test_elements_that_only_shared_the_dying_worker_are_not_quarantined(
         ]
 
 
+def dies_twice_on_seven(chunk: list[int], tally: str) -> list[int]:
+    """Its worker dies the first two times 7 runs (killed from outside, say), then it works."""
+    if 7 in chunk:
+        runs = Path(tally)
+        count = int(runs.read_text()) if runs.exists() else 0
+        runs.write_text(str(count + 1))
+        if count < 2:
+            os._exit(1)
+    return chunk
+
+
+def test_an_element_whose_worker_died_once_alone_gets_a_second_solo_run(
+    client: Client, tmp_path: Path
+) -> None:
+    """Killed in company, then alone once: the second solo run succeeds, nothing is refused."""
+    tally = tmp_path / "runs-of-seven"
+
+    def submit(chunk: list[int]) -> Future:
+        return client.submit(dies_twice_on_seven, chunk, str(tally), pure=False)
+
+    done = list(run_window(submit, [[n] for n in range(10)], window=2, bisect=True))
+    assert not [d.item for d in done if isinstance(d.result, Crashed)]
+    assert sorted(d.result[0] for d in done) == list(range(10))
+    assert tally.read_text() == "3"  # in company, alone, alone again
+
+
+def test_an_element_that_raises_alone_is_refused_after_one_solo_run(
+    client: Client, tmp_path: Path
+) -> None:
+    """Its own exception is no accident of a worker: one solo run confirms it."""
+    calls = tmp_path / "calls"
+
+    def submit(chunk: list[int]) -> Future:
+        return client.submit(counts_and_fails_on_poison, chunk, str(calls), pure=False)
+
+    done = list(run_window(submit, [[n] for n in range(16)], window=4, bisect=True))
+    crashed = [d for d in done if isinstance(d.result, Crashed)]
+    assert [d.item for d in crashed] == [[POISON]]
+    assert crashed[0].result.describe() == f"ValueError: cannot take {POISON}"
+    assert calls.read_text().count(f"{POISON}\n") == 2  # in company, then alone once
+
+
+def counts_and_fails_on_poison(chunk: list[int], calls: str) -> list[int]:
+    """Notes each call of the poison, which then raises an ordinary exception."""
+    if POISON in chunk:
+        with open(calls, "a") as out:
+            out.write(f"{POISON}\n")
+    return [fails_on_poison(n) for n in chunk]
+
+
 def test_without_bisection_a_failure_stops_the_job_with_its_cause(client: Client) -> None:
     with pytest.raises(ValueError, match="cannot take 13"):
         list(bounded_map(client, fails_on_poison, range(20), 3))
