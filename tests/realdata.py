@@ -22,7 +22,6 @@ SHARED_MISSING = f"the shared real-data folder {SHARED_DATA} is not available (a
 
 # spglib 2.x warns on every call until its new error handling becomes the default; the
 # ingestion code handles both conventions, so the warning is noise in these tests.
-SPGLIB_WARNING = "ignore:Set OLD_ERROR_HANDLING:DeprecationWarning"
 
 
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:

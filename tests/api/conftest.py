@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -185,9 +184,7 @@ def serving(app: Starlette) -> Iterator[str]:
 def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """Fill a fresh database once, serve it over HTTP for the package, stop afterwards."""
     settings, db = databases.migrated("crystaldb_api", tmp_path_factory.mktemp("api-data"))
-    with warnings.catch_warnings():  # spglib's deprecation warning on every call is noise
-        warnings.filterwarnings("ignore", message="Set OLD_ERROR_HANDLING")
-        _store(db)
+    _store(db)
     _decorate(db)
     add_models(db, RELEASE)
     graph_ids = add_graphs(db)

@@ -52,6 +52,7 @@ def test_bad_database_url_is_one_clear_line_not_a_traceback(url: str, expected: 
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_db_upgrade_then_status(databases: DatabaseFactory, tmp_path: Path) -> None:
     env = fresh_env(databases, tmp_path)
     pending = run_cli("db", "status", "--check", env=env)
@@ -218,7 +219,6 @@ def _answers(env: dict[str, str], token: str, first_id: int) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING")  # spglib, per structure
 def test_a_restored_platform_serves_the_same_answers(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:

@@ -58,6 +58,7 @@ def test_demo_on_a_fresh_data_dir_migrates_ingests_and_serves(tmp_path: Path) ->
     assert stopped.returncode == 1 and "is not running" in stopped.stderr
 
 
+@pytest.mark.slow
 def test_demo_without_serving_returns(databases: DatabaseFactory, tmp_path: Path) -> None:
     result = run_cli("demo", "--no-serve", env=fresh_env(databases, tmp_path))
     assert result.returncode == 0, result.stderr

@@ -11,10 +11,8 @@ from crystaldb.cli import app
 from crystaldb.formats.payload import process_file
 from crystaldb.jobs.load import write_chunk
 from tests.conftest import DatabaseFactory, run_cli
-from tests.realdata import SAMPLE, SPGLIB_WARNING
+from tests.realdata import SAMPLE
 from tests.sampledb import open_batch
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 @pytest.fixture(scope="module")

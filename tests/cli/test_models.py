@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from crystaldb.platform.database import connect
@@ -12,6 +13,8 @@ from crystaldb.platform.settings import load_settings
 from crystaldb.schema import Label, Prediction
 from tests.conftest import DatabaseFactory, run_cli
 from tests.realdata import SAMPLE
+
+pytestmark = pytest.mark.slow  # whole CLI sessions in child processes
 
 JARVIS = SAMPLE / "jarvis"
 

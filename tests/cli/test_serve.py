@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.helpers import free_port, fresh_env, spawn, wait_for_health
 from tests.conftest import DatabaseFactory, run_cli
+
+pytestmark = pytest.mark.slow  # whole CLI sessions in child processes
 
 
 def test_serve_answers_health_and_graphql_over_http(

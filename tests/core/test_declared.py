@@ -18,9 +18,7 @@ from crystaldb.core.declared import DeclaredSymmetry, symops_contradict_symbol
 from crystaldb.core.records import ParsedStructure, StructureRecord
 from crystaldb.formats.cif import parse_cif_text
 from crystaldb.formats.payload import parse_file, process_file
-from tests.realdata import SAMPLE, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE
 
 COD = SAMPLE / "cod"
 CONTRADICTED = {

@@ -29,9 +29,7 @@ from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.schema import Source, Structure
 from tests.conftest import DatabaseFactory
-from tests.realdata import SAMPLE, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE
 
 COD = SAMPLE / "cod"
 # COD id: (D sites in the cell, the deuterated record's reduced formula, density in g/cm^3

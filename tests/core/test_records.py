@@ -18,9 +18,6 @@ from crystaldb.core.records import (
 )
 from crystaldb.formats.payload import parse_file, process_file
 from crystaldb.schema.structures import Structure
-from tests.realdata import SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 @pytest.fixture(scope="module")

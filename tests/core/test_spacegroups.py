@@ -13,9 +13,6 @@ from crystaldb.core.spacegroups import (
     stored_symbol,
     stored_symbols,
 )
-from tests.realdata import SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 def test_one_stored_spelling_per_space_group_type() -> None:

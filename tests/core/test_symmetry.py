@@ -19,9 +19,7 @@ from pymatgen.symmetry.groups import SpaceGroup
 from crystaldb.core.records import ParsedStructure, Rejection, StructureRecord
 from crystaldb.core.symmetry import crystal_system, describe
 from crystaldb.formats.payload import parse_file, process_file
-from tests.realdata import SAMPLE, SHARED_DATA, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE, SHARED_DATA
 
 SYMPREC = 0.1
 SAMPLE_COD = SAMPLE / "cod"

@@ -19,9 +19,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from crystaldb.core.records import FLAGS, ParsedStructure, Reason, Rejection, StructureRecord
 from crystaldb.core.validate import Limits, validate
 from crystaldb.formats.payload import parse_file, process_file
-from tests.realdata import SAMPLE, SHARED_DATA, SPGLIB_WARNING, run_python
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE, SHARED_DATA, run_python
 
 CHILD = """
 import sys

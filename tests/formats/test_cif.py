@@ -17,9 +17,7 @@ from crystaldb.core.records import ParsedStructure, Rejection
 from crystaldb.core.validate import validate
 from crystaldb.formats.cif import parse_cif_text
 from crystaldb.formats.payload import parse_file
-from tests.realdata import SAMPLE, SHARED_DATA, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE, SHARED_DATA
 
 SAMPLE_COD, SHARED_COD = SAMPLE / "cod", SHARED_DATA / "cod"
 # Ordered COD structures (every occupancy 1, no dummy atoms) from small to large cells,

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from crystaldb.core.records import ParsedStructure, Rejection
 from crystaldb.formats.payload import parse_file, process_file
-from tests.realdata import MOLECULAR_XYZ, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import MOLECULAR_XYZ
 
 
 def test_extxyz_every_frame_is_an_entry(frames: list[Atoms]) -> None:

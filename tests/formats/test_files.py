@@ -13,9 +13,6 @@ from crystaldb.core.validate import DEFAULT_MAX_FILE_BYTES
 from crystaldb.formats import payload as process
 from crystaldb.formats.files import Payload
 from crystaldb.formats.payload import parse_file, process_payload
-from tests.realdata import SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 def only_rejection(results: list, path: Path) -> Rejection:

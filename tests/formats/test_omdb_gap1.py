@@ -13,9 +13,7 @@ import pytest
 from crystaldb.core.records import IngestError, ParsedStructure, Rejection, StructureRecord
 from crystaldb.formats.omdb_gap1 import read_omdb_gap1
 from crystaldb.formats.payload import process_omdb_gap1
-from tests.realdata import MOLECULAR_XYZ, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import MOLECULAR_XYZ
 
 
 @pytest.fixture

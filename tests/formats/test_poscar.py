@@ -12,9 +12,7 @@ from pymatgen.io.vasp import Poscar
 
 from crystaldb.core.records import ParsedStructure, StructureRecord
 from crystaldb.formats.payload import parse_file, process_file
-from tests.realdata import SAMPLE, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE
 
 JARVIS = SAMPLE / "jarvis"
 

@@ -8,9 +8,7 @@ import pytest
 
 from crystaldb.core.records import ParsedStructure, Rejection
 from crystaldb.formats.payload import parse_file
-from tests.realdata import SAMPLE, SHARED_DATA, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE, SHARED_DATA
 
 
 def assert_every_file_gives_outcomes(paths: list[Path]) -> None:

@@ -10,9 +10,6 @@ import pytest
 
 from crystaldb.core.records import Rejection, StructureRecord
 from crystaldb.formats.payload import process_file
-from tests.realdata import SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 
 def readme_rejections(sample: Path) -> dict[str, set[str]]:

@@ -12,9 +12,7 @@ from pymatgen.core import Structure
 
 from crystaldb.core.records import ParsedStructure, Rejection
 from crystaldb.formats.payload import parse_file
-from tests.realdata import SAMPLE, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE
 
 JARVIS = SAMPLE / "jarvis"
 

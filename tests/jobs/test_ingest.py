@@ -41,9 +41,9 @@ from crystaldb.schema import (
     migrate,
 )
 from tests.conftest import DatabaseFactory
-from tests.realdata import MOLECULAR_XYZ, REPO, SAMPLE, SPGLIB_WARNING
+from tests.realdata import MOLECULAR_XYZ, REPO, SAMPLE
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings(SPGLIB_WARNING)]
+pytestmark = [pytest.mark.slow]
 
 COD = SAMPLE / "cod"
 MALFORMED = SAMPLE / "malformed"

@@ -64,6 +64,7 @@ def test_primal_prediction_equals_the_kernel_one(jarvis: LabelledDatabase, train
     assert test_mae == pytest.approx(model.metrics["test"]["mae"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_predict_writes_every_structure_with_its_run(jarvis: LabelledDatabase, trained) -> None:
     _, model_id = trained
     selection = select_structures(jarvis.db, release=jarvis.release)

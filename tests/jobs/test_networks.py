@@ -211,6 +211,7 @@ def test_ensemble_writes_mean_and_spread(
     assert single == pytest.approx(members[:, 0].mean(), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_overfits_eight_real_crystals(jarvis: LabelledDatabase) -> None:
     cells, _ = jarvis_cells()
     small = sum(c.num_sites <= 6 for c in cells)
@@ -254,6 +255,7 @@ def test_bad_arguments_name_the_argument(jarvis: LabelledDatabase) -> None:
         predict_cell(jarvis.db, jarvis.settings, 999999, jarvis_cells()[0][0])
 
 
+@pytest.mark.slow
 def test_cli_trains_cgcnn_and_predicts_an_ensemble(
     jarvis: LabelledDatabase, schnet: NNTrainSummary
 ) -> None:

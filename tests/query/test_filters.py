@@ -58,10 +58,8 @@ from crystaldb.schema import (
     Structure,
 )
 from tests.conftest import DatabaseFactory
-from tests.realdata import SAMPLE, SPGLIB_WARNING
+from tests.realdata import SAMPLE
 from tests.sampledb import add_band_gap, open_batch, stand_in_gap, valid_records
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
 
 JARVIS = SAMPLE / "jarvis"
 RELEASES = (("alpha", "1.0"), ("alpha", "2.0"), ("beta", "x:1"))  # a version may contain ':'

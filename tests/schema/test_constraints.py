@@ -11,9 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crystaldb.platform.database import Database
 from crystaldb.schema import Calculation, Label, Release, ReleaseMember, Structure
-from tests.realdata import SAMPLE, SPGLIB_WARNING
-
-pytestmark = pytest.mark.filterwarnings(SPGLIB_WARNING)
+from tests.realdata import SAMPLE
 
 POSCAR = SAMPLE / "jarvis" / "POSCAR-JVASP-1996.vasp"
 
