@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from crystaldb.cli.common import console, current_database, default_of, stage_progress
 from crystaldb.platform.settings import load_settings
@@ -45,10 +47,7 @@ def compare(
             on_progress=update,
         )
     console.print(comparison_table(done))
-    versus = "; ".join(
-        f"{member} {_difference(d)}" for member, d in done.ensemble_vs_members.items()
-    )
-    console.print(f"average - member, test MAE in eV [paired 95% CI]: {versus}")
+    console.print(ensemble_line(done))
     curves = "; ".join(
         f"{s.name}: " + ", ".join(f"{n} {mae:.3f}" for n, mae in s.curve)
         for s in done.scores
@@ -65,7 +64,7 @@ def comparison_table(done: Comparison) -> Table:
         "model",
         "test MAE (eV) [95% CI]",
         "test RMSE (eV) [95% CI]",
-        "MAE - baseline [paired 95% CI]",
+        escape("MAE - baseline [paired 95% CI]"),  # not a rich style tag
         "training (s)",
     )
     for score in done.scores:
@@ -88,6 +87,14 @@ def comparison_table(done: Comparison) -> Table:
         "-",
     )
     return table
+
+
+def ensemble_line(done: Comparison) -> Text:
+    """The average against each of its members, as plain text (brackets are not markup)."""
+    versus = "; ".join(
+        f"{member} {_difference(d)}" for member, d in done.ensemble_vs_members.items()
+    )
+    return Text(f"average - member, test MAE in eV [paired 95% CI]: {versus}")
 
 
 def _difference(d: dict[str, Any]) -> str:

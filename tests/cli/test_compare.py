@@ -8,7 +8,9 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
+from rich.console import Console
 
+from crystaldb.cli.compare import comparison_table, ensemble_line
 from crystaldb.core.krr import regression_metrics
 from crystaldb.platform.store import ArtifactStore
 from crystaldb.query.selection import release_labels, select_structures
@@ -65,6 +67,12 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
     for score in done.scores[: len(MODELS)]:  # the same nested sizes for every model
         assert [n for n, _ in score.curve] == [n for n, _ in done.scores[0].curve]
         assert score.curve[-1] == (jarvis.n_train, pytest.approx(score.metrics["mae"]))
+    printed = Console(width=200, record=True, file=io.StringIO())
+    printed.print(comparison_table(done))
+    printed.print(ensemble_line(done))
+    text = printed.export_text()  # the brackets are printed, not taken for rich markup
+    assert "MAE - baseline [paired 95% CI]" in text
+    assert "average - member, test MAE in eV [paired 95% CI]: soap-krr " in text
     store = ArtifactStore(jarvis.settings.store_location)
     key = f"comparisons/run{done.run_id}-learning-curves.png"
     assert store.uri(key) == done.plot_uri == plot
