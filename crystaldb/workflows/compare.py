@@ -4,7 +4,8 @@ Olsthoorn et al. (2019) compare SOAP-KRR with SchNet on one fixed split, and the
 the two as an ensemble. Here, on any release with a train and a test split: SOAP-KRR and
 MBTR-KRR (`kernel build` + `train krr`: the release's square kernels, built or reused, with
 the regularisation by cross-validation), SchNet, CGCNN and the edge-update MPNN (`train
-schnet|cgcnn|mpnn`), each a stored model; every test structure predicted by each; test MAE
+schnet|cgcnn|mpnn`), each a stored model; every test structure predicted by each, the
+predictions stored as rows of the comparison's run (so errors can be broken down later); test MAE
 and RMSE with 95% bootstrap intervals (the same resampling as every model's metrics), the
 median baseline, and the SOAP-KRR + SchNet average. Whether a model beats the baseline, or the
 average its members, is a paired question: each difference of MAEs gets its own paired
@@ -32,6 +33,7 @@ from crystaldb.core.plots import learning_curves_png
 from crystaldb.core.soap import SoapHypers
 from crystaldb.jobs.kernels import build_kernel
 from crystaldb.jobs.krr import load_krr, train_krr
+from crystaldb.jobs.predictions import write_predictions
 from crystaldb.platform.database import Database
 from crystaldb.platform.settings import Settings
 from crystaldb.platform.store import ArtifactStore
@@ -190,6 +192,11 @@ def compare_models(
         title = f"{release}: {len(data.train_ids)} train, {len(data.y_test)} test"
         store.put_bytes(key, learning_curves_png(curves, baseline["mae"], title))
         plot_uri = store.uri(key)
+        for score in scores:  # the ensemble is no stored model: its rows would name none
+            if score.model_id is not None:
+                write_predictions(
+                    db, score.model_id, run.id, data.test_ids, predictions[score.name]
+                )
         run.results.update(
             table=[_row(s) for s in scores],
             baseline=baseline,

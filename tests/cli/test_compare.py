@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
+from sqlalchemy import select
 
 from crystaldb.cli.compare import comparison_table, ensemble_line
 from crystaldb.core.krr import regression_metrics
 from crystaldb.platform.store import ArtifactStore
 from crystaldb.query.selection import release_labels, select_structures
-from crystaldb.schema import Model, Run
+from crystaldb.schema import Model, Prediction, Run
 from crystaldb.workflows.compare import MODELS, CompareError, compare_models
 from tests.conftest import run_cli
 from tests.jarvis import LabelledDatabase
@@ -53,6 +54,19 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
             if score.model_id is not None:  # each model is the stored one, with its own MAE
                 stored = session.get_one(Model, score.model_id).metrics["test"]["mae"]
                 assert stored == pytest.approx(m["mae"], abs=1e-6), score.name
+    with jarvis.db.session() as session:  # each model's test predictions, stamped with the run
+        for score in done.scores[: len(MODELS)]:
+            rows = session.execute(
+                select(Prediction.structure_id, Prediction.value)
+                .where(Prediction.model_id == score.model_id, Prediction.run_id == done.run_id)
+                .order_by(Prediction.structure_id)
+            ).all()
+            stored = dict(rows)
+            assert len(rows) == len(stored) == jarvis.n_test, score.name
+            by_id = dict(zip(select_structures(jarvis.db, release=jarvis.release).structure_ids,
+                             gaps, strict=True))  # fmt: skip
+            errors = [abs(value - by_id[sid]) for sid, value in stored.items()]
+            assert np.mean(errors) == pytest.approx(score.metrics["mae"], abs=1e-9), score.name
     for score in done.scores:  # MAE - baseline: the paired difference, inside its interval
         versus = score.vs_baseline
         assert versus["difference"] == pytest.approx(score.metrics["mae"] - expected["mae"])
