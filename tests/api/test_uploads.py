@@ -19,7 +19,7 @@ from tests.api.conftest import Api
 from tests.conftest import DatabaseFactory
 from tests.realdata import SAMPLE
 
-pytestmark = [pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 MUTATION = "mutation($f: Upload!) { predictBandGap(file: $f) { mean } }"
 # Bad files no sample holds: blank in each format (ingest records a content once, so each

@@ -54,6 +54,8 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
             if score.model_id is not None:  # each model is the stored one, with its own MAE
                 stored = session.get_one(Model, score.model_id).metrics["test"]["mae"]
                 assert stored == pytest.approx(m["mae"], abs=1e-6), score.name
+    members_ids = select_structures(jarvis.db, release=jarvis.release).structure_ids
+    by_id = dict(zip(members_ids, gaps, strict=True))
     with jarvis.db.session() as session:  # each model's test predictions, stamped with the run
         for score in done.scores[: len(MODELS)]:
             rows = session.execute(
@@ -63,8 +65,6 @@ def test_compare_trains_every_model_and_stores_the_table(jarvis: LabelledDatabas
             ).all()
             stored = dict(rows)
             assert len(rows) == len(stored) == jarvis.n_test, score.name
-            by_id = dict(zip(select_structures(jarvis.db, release=jarvis.release).structure_ids,
-                             gaps, strict=True))  # fmt: skip
             errors = [abs(value - by_id[sid]) for sid, value in stored.items()]
             assert np.mean(errors) == pytest.approx(score.metrics["mae"], abs=1e-9), score.name
     for score in done.scores:  # MAE - baseline: the paired difference, inside its interval

@@ -43,7 +43,7 @@ from crystaldb.schema import (
 from tests.conftest import DatabaseFactory
 from tests.realdata import MOLECULAR_XYZ, REPO, SAMPLE
 
-pytestmark = [pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 COD = SAMPLE / "cod"
 MALFORMED = SAMPLE / "malformed"
